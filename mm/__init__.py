@@ -1,0 +1,121 @@
+"""The mm package: a Linux-faithful model of a process address space.
+
+- the sequential specification (pure, immutable, hashable state; `mmap`, `munmap`, `mprotect`),
+- the lock-protected cores that tasks race on, with named yield points,
+- the kernel binding (`mm.kernel`, Linux only) and the bug variants (`mm.variants`).
+
+It imports none of mmrace's other packages.
+"""
+
+from mm._core import ThreadCore, TrioCore, step_point
+from mm._names import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_GROWSDOWN,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MAP_SHARED_VALIDATE,
+    MAP_TYPE,
+    PROT_EXEC,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+    errno_name,
+    errno_value,
+    format_flags,
+    format_prot,
+    format_result,
+    parse_flags,
+    parse_prot,
+    parse_result,
+)
+from mm._op import KINDS, Op
+from mm._params import Params, has_cap_sys_rawio
+from mm._spec import (
+    EBADF,
+    EEXIST,
+    EINVAL,
+    ENOMEM,
+    EOPNOTSUPP,
+    EPERM,
+    Change,
+    Plan,
+    apply,
+    commit,
+    is_allowed_placement,
+    mmap,
+    mprotect,
+    munmap,
+    page_align,
+    place,
+    plan,
+    step_observed,
+)
+from mm._state import Mapping, State
+from mm._yield import (
+    ayield_point,
+    set_async_yield_hook,
+    set_yield_hook,
+    yield_hooks,
+    yield_point,
+)
+
+NR = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+"""The probe's usual flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE."""
+
+__all__ = [
+    "EBADF",
+    "EEXIST",
+    "EINVAL",
+    "ENOMEM",
+    "EOPNOTSUPP",
+    "EPERM",
+    "KINDS",
+    "MAP_ANONYMOUS",
+    "MAP_FIXED",
+    "MAP_FIXED_NOREPLACE",
+    "MAP_GROWSDOWN",
+    "MAP_PRIVATE",
+    "MAP_SHARED",
+    "MAP_SHARED_VALIDATE",
+    "MAP_TYPE",
+    "NR",
+    "PROT_EXEC",
+    "PROT_NONE",
+    "PROT_READ",
+    "PROT_WRITE",
+    "Change",
+    "Mapping",
+    "Op",
+    "Params",
+    "Plan",
+    "State",
+    "ThreadCore",
+    "TrioCore",
+    "apply",
+    "ayield_point",
+    "commit",
+    "errno_name",
+    "errno_value",
+    "format_flags",
+    "format_prot",
+    "format_result",
+    "has_cap_sys_rawio",
+    "is_allowed_placement",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "page_align",
+    "parse_flags",
+    "parse_prot",
+    "parse_result",
+    "place",
+    "plan",
+    "set_async_yield_hook",
+    "set_yield_hook",
+    "step_observed",
+    "step_point",
+    "yield_hooks",
+    "yield_point",
+]

@@ -1,0 +1,61 @@
+"""One memory-management call as a value: what a task asks of a target."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from mm._names import format_flags, format_prot
+
+Kind = Literal["mmap", "munmap", "mprotect"]
+KINDS: tuple[str, ...] = ("mmap", "munmap", "mprotect")
+
+
+@attrs.frozen
+class Op:
+    """mmap(addr, length, prot, flags, fd, offset), munmap(addr, length) or mprotect(addr, length, prot).
+
+    Arguments are the raw unsigned values a caller passes; `flags`, `fd` and `offset` only mean
+    something for mmap.
+    """
+
+    kind: str
+    addr: int
+    length: int
+    prot: int = 0
+    flags: int = 0
+    fd: int = -1
+    offset: int = 0
+
+    @classmethod
+    def mmap(
+        cls, addr: int, length: int, prot: int, flags: int, *, fd: int = -1, offset: int = 0
+    ) -> Op:
+        return cls("mmap", addr, length, prot, flags, fd, offset)
+
+    @classmethod
+    def munmap(cls, addr: int, length: int) -> Op:
+        return cls("munmap", addr, length)
+
+    @classmethod
+    def mprotect(cls, addr: int, length: int, prot: int) -> Op:
+        return cls("mprotect", addr, length, prot)
+
+    @property
+    def fixed(self) -> bool:
+        """A fixed-address mmap (MAP_FIXED or MAP_FIXED_NOREPLACE), or any munmap/mprotect."""
+        return self.kind != "mmap" or bool(self.flags & 0x100010)
+
+    def __str__(self) -> str:
+        if self.kind == "mmap":
+            text = (
+                f"mmap({self.addr:#x}, {self.length:#x}, {format_prot(self.prot)}, "
+                f"{format_flags(self.flags)}"
+            )
+            if self.fd != -1 or self.offset:
+                text += f", fd={self.fd}, off={self.offset:#x}"
+            return text + ")"
+        if self.kind == "munmap":
+            return f"munmap({self.addr:#x}, {self.length:#x})"
+        return f"mprotect({self.addr:#x}, {self.length:#x}, {format_prot(self.prot)})"

@@ -1,0 +1,5 @@
+"""`python -m stress` is the `mmrace` command."""
+
+from stress.cli import entry
+
+entry()

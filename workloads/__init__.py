@@ -1,0 +1,1 @@
+"""Declarative race workloads, expanded into per-task operation plans (imports `mm` only)."""
