@@ -14,7 +14,7 @@ KINDS: tuple[str, ...] = ("mmap", "munmap", "mprotect")
 
 @attrs.frozen
 class Op:
-    """mmap(addr, length, prot, flags, fd, offset), munmap(addr, length) or mprotect(addr, length, prot).
+    """An mmap(addr, length, prot, flags, fd, offset), munmap(addr, length) or mprotect call.
 
     Arguments are the raw unsigned values a caller passes; `flags`, `fd` and `offset` only mean
     something for mmap.

@@ -264,7 +264,7 @@ def plan_mprotect(state: State, params: Params, op: Op) -> Plan:
     elif grows & PROT_GROWSUP:
         return _fail(EINVAL)  # x86-64 has no VM_GROWSUP
     new_prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC)
-    changes = []
+    changes: list[Change] = []
     cursor = addr
     for m in hit:
         if m.start > cursor:  # 7

@@ -18,8 +18,8 @@ class Mapping:
     """One virtual memory area [start, end) with its protection and kept flags.
 
     `origin` identifies the object behind a shared mapping (the address of the call that
-    created it, plus one) so that pieces of two different shared objects are never merged; it is 0 for
-    private mappings, which merge with any neighbour of equal protection and flags, as the
+    created it, plus one) so that pieces of two different shared objects are never merged; it is
+    0 for private mappings, which merge with any neighbour of equal protection and flags, as the
     kernel's anonymous mappings do.
     """
 
