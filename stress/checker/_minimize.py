@@ -1,0 +1,100 @@
+"""`minimize`: shrink a violating history to a smaller one that still violates.
+
+Every step is sound (its result violating implies the original violates) and is re-checked,
+kept only when the check says VIOLATION (an UNKNOWN never counts):
+
+- keep only the smallest failing partition (a history is linearizable only if each part is);
+- cut the history at a time t: calls made after t are dropped, calls in flight at t become
+  pending. Such a prefix of a linearizable history is linearizable (take its linearization up
+  to the first dropped call; in-flight calls after that point are left out), so a violating
+  prefix proves a violation. Prefixes grow with t, so the earliest violating cut is found by
+  binary search over the history's call and return times;
+- drop observer calls (completed calls that never change the state): removing one from a
+  linearization of the original leaves a linearization, so the smaller history violating
+  proves the original does. Tried in halving chunks, then once more the cut.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from stress.checker._engine import check
+from stress.checker._types import Event, Model, Verdict
+
+# The re-check: the failing partition of a candidate history, or None when it does not violate.
+_Violating = Callable[[Sequence[Event]], tuple[Event, ...] | None]
+
+
+def minimize(
+    model: Model, events: Sequence[Event], *, timeout: float | None = None
+) -> tuple[Event, ...]:
+    """A smaller history that still violates; ``events`` unchanged if it is not (known) violating.
+
+    ``timeout`` bounds the whole shrinking: when it runs out, the smallest violating history
+    found so far is returned.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def violating(candidate: Sequence[Event]) -> tuple[Event, ...] | None:
+        budget = None
+        if deadline is not None:
+            budget = deadline - time.monotonic()
+            if budget <= 0:
+                return None
+        result = check(model, candidate, timeout=budget, workers=1)
+        if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
+            return result.counterexample.events
+        return None
+
+    current = violating(events)
+    if current is None:
+        return tuple(events)
+    current = _cut(current, violating)
+    shrunk = _drop_observers(model, current, violating)
+    if len(shrunk) < len(current):
+        shrunk = _cut(shrunk, violating)
+    return shrunk
+
+
+def prefix_at(events: Sequence[Event], t: int) -> list[Event]:
+    """The history as seen at time t: later calls dropped, calls in flight made pending."""
+    return [
+        e if e.ret is not None and e.ret <= t else attrs.evolve(e, ret=None)
+        for e in events
+        if e.call <= t
+    ]
+
+
+def _cut(events: tuple[Event, ...], violating: _Violating) -> tuple[Event, ...]:
+    times = sorted({e.call for e in events} | {e.ret for e in events if e.ret is not None})
+    best = events
+    lo, hi = 0, len(times) - 1  # prefix_at(times[-1]) is the whole history
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = violating(prefix_at(events, times[mid]))
+        if found is None:
+            lo = mid + 1
+        else:
+            best, hi = found, mid
+    return best
+
+
+def _drop_observers(
+    model: Model, events: tuple[Event, ...], violating: _Violating
+) -> tuple[Event, ...]:
+    current = events
+    observers = [e for e in events if e.ret is not None and model.is_observer(e.input, e.output)]
+    chunk = len(observers)
+    while chunk >= 1 and observers:
+        for start in range(0, len(observers), chunk):
+            drop = {id(e) for e in observers[start : start + chunk]}
+            found = violating([e for e in current if id(e) not in drop])
+            if found is not None:
+                current = found
+        present = {id(e) for e in current}
+        observers = [e for e in observers if id(e) in present]
+        chunk //= 2
+    return current

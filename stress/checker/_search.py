@@ -1,0 +1,258 @@
+"""The search of one partition: Wing & Gong with Lowe's just-in-time linearization.
+
+As in Porcupine's ``checkSingle``: the calls and returns of the history form a doubly linked
+list sorted by time (calls before returns at equal times, so touching calls count as
+concurrent). The search walks the list from its head: every call met before the first return
+is a *candidate* that may be linearized next. Linearizing one lifts its call and return out of
+the list and restarts the walk; reaching a return (or the tail) means the call of that return
+had to be linearized before, so the last choice is undone (unlifted) and the walk moves on.
+A cache of (bitset of linearized events, state) pairs already explored prunes revisits; the
+bitset is a Python int. The loop is iterative (no recursion limit) and keeps everything in
+local variables and flat lists, which is what makes it fast in pure Python.
+
+States are interned to small ints, and the model's step results are memoised per
+(state id, event), so each transition is computed once.
+
+Sound reductions (each keeps the verdict exact):
+
+1. Observer reduction. Let ``e`` be a candidate whose model says ``is_observer(input, output)``
+   (a completed call that never changes any state it is legal in), legal in the current state
+   ``s``. We linearize ``e`` at once and never try the other candidates at this node: if any
+   valid completion ``a e b`` exists (``e`` is completed, so it is in every completion), then
+   ``e a b`` is valid too. Real time: ``e`` is a candidate, so no unlinearized call returned
+   before ``e`` was invoked, hence nothing in ``a`` must precede ``e``. States: ``e`` is legal
+   in ``s`` and keeps it, ``a`` then runs from ``s`` as before, and where ``e`` stood the state
+   is unchanged because an observer never changes a state it is legal in. So the node has a
+   completion iff its child through ``e`` has one; when that child fails, its parent fails too.
+
+2. Pending no-ops. A pending call's outcome that equals the current state is never tried:
+   linearizing a pending ``e`` without changing the state leads to (L+e, s), and every
+   completion from there is a completion from (L, s) as well (a pending call imposes no
+   real-time order on others, and may be left out), which the search explores anyway.
+
+3. Early success. Pending calls never need to be linearized at the end: the search succeeds
+   as soon as every completed call is linearized (leaving the rest out is allowed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import attrs
+
+from stress.checker._types import Counterexample, Event, Model
+from stress.errors import UsageError
+
+OK = "ok"
+VIOLATION = "violation"
+TIMEOUT = "timeout"
+
+# Memo marker: the event is an observer that is legal in this state and keeps it (reduction 1).
+_FORCED: tuple[int, ...] = (-1,)
+# How often (in loop iterations) the search looks at the clock.
+CLOCK_EVERY = 4096
+
+
+@attrs.frozen
+class PartOutcome:
+    """What the search of one partition found."""
+
+    status: str  # OK, VIOLATION or TIMEOUT
+    steps: int
+    order: tuple[int, ...] = ()  # a full linearization (OK)
+    counterexample: Counterexample | None = None  # VIOLATION
+
+
+def validate(events: Sequence[Event]) -> None:
+    """Reject events that return before they are called."""
+    for k, e in enumerate(events):
+        if e.ret is not None and e.ret < e.call:
+            raise UsageError(
+                f"event {k} (task {e.task}): returns at {e.ret} before its call {e.call}"
+            )
+
+
+def check_partition(model: Model, events: Sequence[Event], deadline: float | None) -> PartOutcome:
+    """Search one partition for a linearization; ``deadline`` is a `time.monotonic` instant."""
+    n = len(events)
+    comp = [e.ret is not None for e in events]
+    left = sum(comp)
+    if left == 0:
+        return PartOutcome(OK, 0)
+
+    # The linked list of entries: nodes 0..m-1 in time order, then head m and tail m+1.
+    entries: list[tuple[int, int, int]] = []
+    for i, e in enumerate(events):
+        entries.append((e.call, 0, i))
+        if e.ret is not None:
+            entries.append((e.ret, 1, i))
+    entries.sort()
+    m = len(entries)
+    head, tail = m, m + 1
+    nxt = [*range(1, m), tail, 0, tail]  # nxt[m - 1] = tail, nxt[head] = 0
+    prv = [head, *range(0, m - 1), head, m - 1]  # prv[0] = head, prv[tail] = m - 1
+    isret = [kind == 1 for _, kind, _ in entries] + [False, True]
+    evof = [i for _, _, i in entries] + [-1, -1]
+    call_node = [0] * n
+    match = [-1] * (m + 2)
+    for node, (_, kind, i) in enumerate(entries):
+        if kind == 0:
+            call_node[i] = node
+        else:
+            match[call_node[i]] = node
+
+    inputs = [e.input for e in events]
+    outputs = [e.output for e in events]
+    observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
+    bits = [1 << i for i in range(n)]
+
+    init = model.init()
+    states: list[Hashable] = [init]
+    ids: dict[Hashable, int] = {init: 0}
+    shift = [0]  # shift[sid] = sid << n: a cache key is linearized-bitset | shift[sid]
+    step = model.step
+    pending_outcomes = model.pending_outcomes
+
+    def intern(state: Hashable) -> int:
+        sid = ids.get(state)
+        if sid is None:
+            sid = ids[state] = len(states)
+            states.append(state)
+            shift.append(sid << n)
+        return sid
+
+    def successors(sid: int, i: int) -> tuple[int, ...]:
+        state = states[sid]
+        if comp[i]:
+            after = step(state, inputs[i], outputs[i])
+            if after is None:
+                return ()
+            nid = intern(after)
+            return _FORCED if nid == sid and observer[i] else (nid,)
+        found: list[int] = []
+        for after in pending_outcomes(state, inputs[i]):
+            nid = intern(after)
+            if nid != sid and nid not in found:  # reduction 2
+                found.append(nid)
+        return tuple(found)
+
+    memo: dict[int, tuple[int, ...]] = {}
+    cache: set[int] = set()
+    stack: list[tuple[int, int, int]] = []  # (call node, state id before, kind)
+    push = stack.append
+    pop = stack.pop
+    monotonic = time.monotonic
+    lin = 0
+    sid = 0
+    steps = 0
+    best: list[int] = []
+    best_sid = 0
+    node = nxt[head]
+    while True:
+        steps += 1
+        if not steps % CLOCK_EVERY and deadline is not None and monotonic() > deadline:
+            return PartOutcome(TIMEOUT, steps)
+        if not isret[node]:
+            i = evof[node]
+            key = sid * n + i
+            succ = memo.get(key)
+            if succ is None:
+                succ = memo[key] = successors(sid, i)
+            if succ is _FORCED:
+                nb = lin | bits[i]
+                k = nb | shift[sid]
+                if k in cache:
+                    node = tail  # this node fails: backtrack
+                    continue
+                cache.add(k)
+                push((node, sid, 2))
+            else:
+                nb = lin | bits[i]
+                for ns in succ:
+                    k = nb | shift[ns]
+                    if k not in cache:
+                        break
+                else:
+                    node = nxt[node]
+                    continue
+                cache.add(k)
+                push((node, sid, 1 if len(succ) > 1 else 0))
+                sid = ns
+            lin = nb
+            # lift the call and its return out of the list
+            p = prv[node]
+            q = nxt[node]
+            nxt[p] = q
+            prv[q] = p
+            r = match[node]
+            if r >= 0:
+                p = prv[r]
+                q = nxt[r]
+                nxt[p] = q
+                prv[q] = p
+                left -= 1
+                if not left:
+                    return PartOutcome(OK, steps, tuple(evof[c] for c, _, _ in stack))
+            node = nxt[head]
+            continue
+        # backtrack: undo the last choice (and the forced ones above it)
+        if len(stack) > len(best):
+            best = [evof[c] for c, _, _ in stack]
+            best_sid = sid
+        kind = 2
+        while kind == 2:
+            if not stack:
+                return PartOutcome(
+                    VIOLATION,
+                    steps,
+                    counterexample=_counterexample(model, events, entries, best, states[best_sid]),
+                )
+            node, sid, kind = pop()
+            lin ^= bits[evof[node]]
+            r = match[node]
+            if r >= 0:
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                left += 1
+            nxt[prv[node]] = node
+            prv[nxt[node]] = node
+        if kind == 0:
+            node = nxt[node]
+
+
+def _counterexample(
+    model: Model,
+    events: Sequence[Event],
+    entries: list[tuple[int, int, int]],
+    order: list[int],
+    state: Any,
+) -> Counterexample:
+    """Explain, for each candidate after the longest partial linearization, why it is stuck."""
+    done = set(order)
+    prefix = [events[i] for i in order]
+    stuck: list[tuple[int, str]] = []
+    for _, kind, i in entries:
+        if i in done:
+            continue
+        if kind == 1:
+            break
+        stuck.append((i, _why(model, prefix, state, events[i])))
+    return Counterexample(tuple(events), tuple(order), tuple(stuck))
+
+
+def _why(model: Model, prefix: Sequence[Event], state: Any, event: Event) -> str:
+    describe: Callable[[Any], str] = model.describe_state
+    if event.ret is None:
+        return (
+            f"task {event.task}'s {model.describe_operation(event)} (no response): taking "
+            f"effect here or never leaves no order for the rest"
+        )
+    after = model.step(state, event.input, event.output)
+    if after is None:
+        return model.explain(prefix, state, event)
+    return (
+        f"task {event.task}'s {model.describe_operation(event)} fits here (state becomes "
+        f"{describe(after)}), but no order of the remaining calls works after it"
+    )
