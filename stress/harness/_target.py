@@ -1,0 +1,123 @@
+"""The Target protocol: what the harness needs from anything tasks can race against.
+
+A target runs rounds of operations and hands back what happened as `Call` records (compact:
+the op object is shared with the plan; stamps are ints). The harness adds the round number
+and streams them to the history; it never looks inside a target.
+
+Clocks: `clock == "ns"` means `call`/`ret` are `time.monotonic_ns()` values; `"steps"` means a
+virtual step counter (the controlled scheduler), which makes replay exact. Either way, within
+one round every stamp is comparable with every other, and stamps grow from round to round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+
+import mm
+
+if TYPE_CHECKING:  # workloads imports mm only; the harness only needs the Space value's fields
+    from workloads import Space
+
+
+@attrs.frozen
+class Call:
+    """One operation as a target saw it: `result`/`ret` are None when it never returned."""
+
+    task: int
+    op: mm.Op
+    result: int | None
+    call: int
+    ret: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.ret is None
+
+
+@attrs.frozen
+class RaceOutcome:
+    """What one race did.
+
+    `problems`: anything that makes the round unjudgeable (interference from outside,
+    a crashed or hung agent, a call that never returned); the run's verdict is then never OK.
+    `overlapped`: did the racing calls really overlap in time (see `really_raced`).
+    """
+
+    records: list[Call]
+    problems: list[str] = attrs.Factory(list)
+    overlapped: bool = False
+
+
+@attrs.frozen
+class TargetOptions:
+    """Everything the command line may say about a target; each target uses what it needs.
+
+    `spec` is the --target text as given (for plug-ins: "package.module:factory").
+    `scheduler`: "random" | "pct" | "trio" (model target); `depth`: PCT bug depth d.
+    `wrapper`: a command prefix for the agent (e.g. ("taskset", "-c", "0")).
+    `variant`: a bug variant name (`mm.variants`), None for the correct core.
+    `params`: the machine the model mirrors (None: the target's own choice).
+    `noise`: inject seeded scheduling noise at yield points (model-threads).
+    `schedule`: recorded decisions to replay instead of choosing (controlled scheduler).
+    """
+
+    spec: str = "model"
+    seed: int = 0
+    scheduler: str = "random"
+    depth: int = 3
+    wrapper: tuple[str, ...] = ()
+    variant: str | None = None
+    params: mm.Params | None = None
+    noise: bool = True
+    schedule: tuple[int, ...] | None = None
+
+
+@runtime_checkable
+class Target(Protocol):
+    """Anything tasks race against. Lifecycle: `open`, rounds, `aclose` (always called).
+
+    - `name`: "model", "model-threads", "kernel", "agent", "plugin:pkg.mod:factory".
+    - `describe`: JSON-able facts for the history header (arena, wrapper, variant, scheduler).
+    - `params`: the `mm.Params` the checker must judge this target's history with.
+    - `clock`: "ns" or "steps" (see the module docstring).
+    - `open(tasks, space)`: start workers, reserve and verify the arena `space`, spawn an agent.
+    - `run_serial(round, ops)`: run `ops` one after another as task 0 (setup and cleanup).
+    - `run_race(round, plans)`: task i runs `plans[i]` in order, all tasks concurrently.
+    """
+
+    name: str
+    describe: dict[str, Any]
+    params: mm.Params
+    clock: str
+
+    async def open(self, tasks: int, space: Space) -> None: ...
+
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Call]: ...
+
+    async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+def really_raced(records: Sequence[Call]) -> bool:
+    """Did the racing tasks really overlap in time?
+
+    Definition: take each task's span (its first call's invocation to its last call's
+    response; a pending call never ends). The round really raced when at least two tasks ran
+    and all spans share a common instant: the latest span start is before the earliest span
+    end. With one op per task this is "every race call was in flight at the same moment".
+    """
+    starts: dict[int, int] = {}
+    ends: dict[int, float] = {}
+    for rec in records:
+        if rec.task not in starts or rec.call < starts[rec.task]:
+            starts[rec.task] = rec.call
+        end: float = float("inf") if rec.ret is None else rec.ret
+        if rec.task not in ends or end > ends[rec.task]:
+            ends[rec.task] = end
+    if len(starts) < 2:
+        return False
+    return max(starts.values()) < min(ends.values())
