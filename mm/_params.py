@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import platform
+import sys
 from pathlib import Path
 
 import attrs
@@ -52,7 +54,7 @@ class Params:
         page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else ref.page_size
         dac = _read_int("/proc/sys/vm/mmap_min_addr", ref.dac_mmap_min_addr)
         maxmap = _read_int("/proc/sys/vm/max_map_count", ref.max_map_count)
-        lsm = _lsm_min_addr(ref.lsm_mmap_min_addr)
+        lsm = _lsm_min_addr(ref.lsm_mmap_min_addr, dac)
         if privileged is None:
             privileged = has_cap_sys_rawio()
         return cls(
@@ -84,16 +86,36 @@ def _read_int(path: str, default: int) -> int:
         return default
 
 
-def _lsm_min_addr(default: int) -> int:
-    """CONFIG_LSM_MMAP_MIN_ADDR from the running kernel's config, when it is readable."""
-    candidates = [Path(f"/boot/config-{platform.release()}")]
-    for path in candidates:
+def _lsm_min_addr(default: int, dac: int) -> int:
+    """CONFIG_LSM_MMAP_MIN_ADDR, found in this order:
+
+    1. the kernel config, /boot/config-$(uname -r) or /proc/config.gz;
+    2. on Linux, a probe (`mm.kernel.probe_mmap_min_addr`): a non-fixed one-page mmap hinted at
+       0x1000 lands at PAGE_ALIGN(max(dac, lsm)) when that page is free; only the maximum
+       matters to the rules, so the probed value stands in for the LSM floor;
+    3. the reference value.
+    """
+    for path in (Path(f"/boot/config-{platform.release()}"), Path("/proc/config.gz")):
         try:
-            for line in path.read_text().splitlines():
-                if line.startswith("CONFIG_LSM_MMAP_MIN_ADDR="):
-                    return int(line.split("=", 1)[1], 0)
-        except (OSError, ValueError):
+            data = path.read_bytes()
+            text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
+        except (OSError, ValueError, EOFError):
             continue
+        for line in text.splitlines():
+            if line.startswith("CONFIG_LSM_MMAP_MIN_ADDR="):
+                try:
+                    return int(line.split("=", 1)[1], 0)
+                except ValueError:
+                    break
+    if sys.platform.startswith("linux"):
+        from mm.kernel import probe_mmap_min_addr
+
+        try:
+            probed = probe_mmap_min_addr()
+        except OSError:
+            probed = None
+        if probed is not None and probed >= dac:
+            return probed
     return default
 
 
