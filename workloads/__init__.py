@@ -1,1 +1,72 @@
-"""Declarative race workloads, expanded into per-task operation plans (imports `mm` only)."""
+"""Declarative race workloads, expanded into per-task operation plans (imports `mm` only).
+
+A `Workload` is a frozen value: op templates (setup, race, cleanup) relative to a per-round base
+inside an arena (`Space`), and `Grade`s that classify each round's outcome. `Workload.plan(round,
+tasks, space, seed)` is a pure, seeded function giving a `RoundPlan`. The catalog is built in;
+users add their own as TOML files (`load_toml`, schema in docs/workloads.md).
+"""
+
+from __future__ import annotations
+
+from workloads._catalog import CATALOG, DEFAULT
+from workloads._model import (
+    ACCEPTABLE,
+    ANCHORS,
+    COUNT_NAMES,
+    FLAG_NAMES,
+    FORBIDDEN,
+    GRADE_VERDICTS,
+    INTERESTING,
+    PROBE_LABEL,
+    Grade,
+    OpTemplate,
+    RoundPlan,
+    Space,
+    Workload,
+    check_workload,
+    default_label,
+    fact_names,
+)
+from workloads._toml import load_toml, parse_toml
+
+__all__ = [
+    "ACCEPTABLE",
+    "ANCHORS",
+    "COUNT_NAMES",
+    "DEFAULT",
+    "FLAG_NAMES",
+    "FORBIDDEN",
+    "GRADE_VERDICTS",
+    "INTERESTING",
+    "PROBE_LABEL",
+    "Grade",
+    "OpTemplate",
+    "RoundPlan",
+    "Space",
+    "Workload",
+    "catalog",
+    "check_workload",
+    "default_label",
+    "fact_names",
+    "get",
+    "load_toml",
+    "parse_toml",
+]
+
+
+def catalog() -> dict[str, Workload]:
+    """The built-in workloads by name, in catalog order (the first, `same-page`, is the default)."""
+    return {w.name: w for w in CATALOG}
+
+
+def get(name: str) -> Workload:
+    """The catalog workload `name`; a path ending in `.toml` is loaded with `load_toml`.
+
+    Raises ValueError("workload 'x': unknown; known: ...") for an unknown name.
+    """
+    if name.endswith(".toml"):
+        return load_toml(name)
+    found = catalog().get(name)
+    if found is None:
+        raise ValueError(f"workload {name!r}: unknown; known: {', '.join(catalog())}")
+    return found

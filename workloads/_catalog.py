@@ -1,0 +1,310 @@
+"""The built-in workload catalog. Every entry is a plain `Workload` value (the same class a TOML
+file produces), so each could equally be written as a TOML file (see workloads/examples/)."""
+
+from __future__ import annotations
+
+import mm
+from workloads._model import (
+    ACCEPTABLE,
+    FORBIDDEN,
+    INTERESTING,
+    Grade,
+    OpTemplate,
+    Workload,
+)
+
+HINT = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS
+FIXED = HINT | mm.MAP_FIXED
+RW = mm.PROT_READ | mm.PROT_WRITE
+
+_ALL_LOSERS_EEXIST = "winners + eexist == calls"
+
+
+def _one_winner(what: str) -> tuple[Grade, ...]:
+    return (
+        Grade(FORBIDDEN, "winners > 1", f"several tasks mapped {what}: the probe is not atomic"),
+        Grade(FORBIDDEN, "winners == 0", f"nobody mapped {what} although it was free"),
+        Grade(
+            INTERESTING,
+            f"winners == 1 and {_ALL_LOSERS_EEXIST} and not first_won",
+            "exactly one winner, and it was not the first task to call",
+        ),
+        Grade(
+            ACCEPTABLE,
+            f"winners == 1 and {_ALL_LOSERS_EEXIST}",
+            "exactly one winner; every other task got EEXIST",
+        ),
+    )
+
+
+_DISJOINT_GRADES = (
+    Grade(FORBIDDEN, "not disjoint", "two winners' ranges overlap: a probe was not atomic"),
+    Grade(
+        FORBIDDEN,
+        "not losers_overlap",
+        "a probe got EEXIST although no mapping overlapped its range",
+    ),
+    Grade(FORBIDDEN, "winners == 0", "nobody won although the range was free"),
+)
+
+SAME_PAGE = Workload(
+    name="same-page",
+    summary=(
+        "Every task NOREPLACE-maps the same single page of a free arena, the textbook atomic "
+        "probe (spec RACE1). Exactly one task must get the page's address and every other task "
+        "must fail with EEXIST; two winners mean the overlap test and the insertion were not one "
+        "atomic step. A winner that was not the first task to call is interesting but allowed."
+    ),
+    race=(OpTemplate("mmap", offset=0, pages=1),),
+    grades=_one_winner("the page"),
+)
+
+SAME_RANGE = Workload(
+    name="same-range",
+    summary=(
+        "Every task NOREPLACE-maps the same 4-page range. Exactly one winner, all others EEXIST: "
+        "a multi-page request must be tested and inserted as a whole, never page by page."
+    ),
+    race=(OpTemplate("mmap", offset=0, pages=4),),
+    grades=_one_winner("the range"),
+)
+
+PARTIAL_OVERLAP = Workload(
+    name="partial-overlap",
+    summary=(
+        "Tasks ask for ranges that overlap each other at the head, at the tail, as a superset "
+        "and as a subset (slots [2,6), [0,3), [5,8), [0,8), [3,4) in pages, cycled over tasks and "
+        "shuffled per round). The winners' ranges must be pairwise disjoint, and every loser's "
+        "EEXIST must be explained by a winner overlapping it. Several disjoint winners (e.g. head "
+        "and tail) are interesting."
+    ),
+    race=(OpTemplate("mmap", offset=(2, 0, 5, 0, 3), pages=(4, 3, 3, 8, 1)),),
+    grades=(
+        *_DISJOINT_GRADES,
+        Grade(INTERESTING, f"winners > 1 and {_ALL_LOSERS_EEXIST}", "several disjoint winners"),
+        Grade(ACCEPTABLE, _ALL_LOSERS_EEXIST, "one winner; the overlapping others got EEXIST"),
+    ),
+    shuffle=True,
+)
+
+ADJACENT = Workload(
+    name="adjacent",
+    summary=(
+        "Task i NOREPLACE-maps page i: the ranges touch but never overlap. Every task must win; "
+        "an EEXIST means a mapping that only touches the range was counted as an overlap "
+        "(spec KS7/KS8)."
+    ),
+    race=(OpTemplate("mmap", offset="task", pages=1),),
+    grades=(
+        Grade(FORBIDDEN, "eexist > 0", "a touching but disjoint mapping was counted as overlap"),
+        Grade(ACCEPTABLE, "winners == tasks", "every task won its own page"),
+    ),
+)
+
+CHAIN = Workload(
+    name="chain",
+    summary=(
+        "Task slot i NOREPLACE-maps pages [i, i+2), so each request overlaps its neighbours "
+        "(spec RACE2; slots shuffled per round). The winners must be pairwise disjoint and every "
+        "loser must overlap a winner; fewer winners than the alternating maximum is interesting."
+    ),
+    race=(OpTemplate("mmap", offset="task", pages=2),),
+    grades=(
+        *_DISJOINT_GRADES,
+        Grade(
+            INTERESTING,
+            f"{_ALL_LOSERS_EEXIST} and winners < (tasks + 1) // 2",
+            "fewer winners than the alternating maximum: the interleaving left gaps",
+        ),
+        Grade(ACCEPTABLE, _ALL_LOSERS_EEXIST, "disjoint winners; each loser overlaps one"),
+    ),
+    shuffle=True,
+)
+
+_CHURN_OK = "munmap_ok == munmap_calls and fixed_winners == fixed_calls"
+CHURN = Workload(
+    name="churn",
+    summary=(
+        "A 4-page range is mapped in setup; then NOREPLACE probes of the range and of its second "
+        "page race munmap of the range and MAP_FIXED replacement of it (roles cycled over tasks "
+        "in fours). A probe can only win after an munmap freed the range, so the winners can never "
+        "outnumber the munmaps; munmap and MAP_FIXED always succeed. A probe that slipped into the "
+        "gap between an munmap and a replacement is interesting."
+    ),
+    setup=(OpTemplate("mmap", offset=0, pages=4, flags=FIXED, label="setup"),),
+    race=(
+        OpTemplate("mmap", offset=0, pages=4, tasks="task % 4 == 0"),
+        OpTemplate("mmap", offset=1, pages=1, tasks="task % 4 == 1"),
+        OpTemplate("munmap", offset=0, pages=4, tasks="task % 4 == 2"),
+        OpTemplate("mmap", offset=0, pages=4, flags=FIXED, tasks="task % 4 == 3"),
+    ),
+    grades=(
+        Grade(
+            FORBIDDEN,
+            "winners > munmap_calls",
+            "more probes won than munmaps freed the range: a probe clobbered a mapping",
+        ),
+        Grade(
+            INTERESTING,
+            f"winners > 0 and {_ALL_LOSERS_EEXIST} and {_CHURN_OK}",
+            "a probe won the window between an munmap and a replacement",
+        ),
+        Grade(
+            ACCEPTABLE,
+            f"{_ALL_LOSERS_EEXIST} and {_CHURN_OK}",
+            "every probe found the range mapped",
+        ),
+    ),
+    shuffle=True,
+)
+
+HINT_VS_FIXED = Workload(
+    name="hint-vs-fixed",
+    summary=(
+        "Half the tasks NOREPLACE-map a 2-page range while the other half ask for the same "
+        "address as a mere hint (no fixed flag). Exactly one call gets the range: a probe (and "
+        "every hint is placed elsewhere), or a hint (and every probe gets EEXIST). A hint that "
+        "beat all the probes is interesting."
+    ),
+    race=(
+        OpTemplate("mmap", offset=0, pages=2, tasks="task % 2 == 0"),
+        OpTemplate("mmap", offset=0, pages=2, flags=HINT, tasks="task % 2 == 1"),
+    ),
+    grades=(
+        Grade(FORBIDDEN, "winners + hint_winners > 1", "two calls both got the contested range"),
+        Grade(FORBIDDEN, "winners + hint_winners == 0", "nobody got the free range"),
+        Grade(
+            INTERESTING,
+            "hint_winners == 1 and eexist == calls and hint_moved == hint_calls - 1",
+            "a non-fixed hint took the range before every probe",
+        ),
+        Grade(
+            ACCEPTABLE,
+            f"winners == 1 and {_ALL_LOSERS_EEXIST} and hint_moved == hint_calls",
+            "a probe won; every hint was placed elsewhere",
+        ),
+    ),
+    shuffle=True,
+)
+
+_LOW_OK = (
+    "low_winners + low_eexist == low_calls and lowfixed_winners == lowfixed_calls"
+    " and (low_winners == 1 or lowfixed_calls > 0) and low_winners <= 1"
+)
+ZERO_PAGE = Workload(
+    name="zero-page",
+    summary=(
+        "Tasks race NOREPLACE and MAP_FIXED requests for page 0 and for the page at "
+        "vm.mmap_min_addr (roles cycled in fours). Below vm.mmap_min_addr a fixed mapping needs "
+        "CAP_SYS_RAWIO: without it every request at 0 fails with EPERM, with it one probe or a "
+        "MAP_FIXED gets page 0 (spec LB7, Z1). At vm.mmap_min_addr itself no privilege is needed "
+        "(Z2). The grade depends on the target's privilege (model params `privileged`)."
+    ),
+    race=(
+        OpTemplate("mmap", anchor="zero", tasks="task % 4 == 0", label="zero"),
+        OpTemplate("mmap", anchor="zero", flags=FIXED, tasks="task % 4 == 1", label="zerofixed"),
+        OpTemplate("mmap", anchor="min_addr", tasks="task % 4 == 2", label="low"),
+        OpTemplate("mmap", anchor="min_addr", flags=FIXED, tasks="task % 4 == 3", label="lowfixed"),
+    ),
+    grades=(
+        Grade(
+            FORBIDDEN,
+            "not privileged and zero_winners + zerofixed_winners > 0",
+            "a task without CAP_SYS_RAWIO mapped page 0",
+        ),
+        Grade(
+            FORBIDDEN,
+            "privileged and zero_eperm + zerofixed_eperm > 0",
+            "CAP_SYS_RAWIO held, yet mapping page 0 gave EPERM",
+        ),
+        Grade(FORBIDDEN, "zero_winners > 1 or low_winners > 1", "two probes won the same page"),
+        Grade(
+            FORBIDDEN,
+            "low_eperm + lowfixed_eperm > 0",
+            "a fixed mapping at vm.mmap_min_addr was refused with EPERM",
+        ),
+        Grade(
+            ACCEPTABLE,
+            "not privileged and zero_eperm == zero_calls and zerofixed_eperm == zerofixed_calls"
+            f" and {_LOW_OK}",
+            "unprivileged: EPERM at page 0; at min_addr one probe won or MAP_FIXED came first",
+        ),
+        Grade(
+            ACCEPTABLE,
+            "privileged and zero_winners + zero_eexist == zero_calls and zero_winners <= 1"
+            " and zerofixed_winners == zerofixed_calls"
+            " and (zero_winners == 1 or zerofixed_calls > 0)"
+            f" and {_LOW_OK}",
+            "privileged: page 0 mappable; one probe won or MAP_FIXED came first, at 0 and above",
+        ),
+    ),
+)
+
+MANY_RANGES = Workload(
+    name="many-ranges",
+    summary=(
+        "max(1, tasks // 4) independent one-page ranges, each contested by about four tasks "
+        "(slots shuffled per round), one free page between neighbours. Each range must have "
+        "exactly one winner: winners pairwise disjoint and every loser overlapping a winner. "
+        "Exercises scale and the checker's partitioning into independent ranges."
+    ),
+    race=(OpTemplate("mmap", offset="(task % max(1, tasks // 4)) * 2", pages=1),),
+    grades=(
+        *_DISJOINT_GRADES,
+        Grade(
+            ACCEPTABLE,
+            f"{_ALL_LOSERS_EEXIST} and winners == max(1, tasks // 4)",
+            "one winner per range",
+        ),
+    ),
+    shuffle=True,
+)
+
+_MPROTECT_OK = (
+    f"{_ALL_LOSERS_EEXIST} and munmap_ok == munmap_calls"
+    " and mprotect_ok + mprotect_enomem == mprotect_calls"
+)
+MPROTECT_RACE = Workload(
+    name="mprotect-race",
+    summary=(
+        "A 4-page range is mapped in setup; then tasks race an mprotect of the whole range, an "
+        "munmap of its second page and a NOREPLACE probe of that page (roles cycled in threes). "
+        "mprotect succeeds or fails with ENOMEM on the hole (changing the prefix), munmap "
+        "succeeds, and a probe can win only after an munmap: winners never outnumber munmaps. "
+        "An mprotect that hit the hole is interesting."
+    ),
+    setup=(OpTemplate("mmap", offset=0, pages=4, flags=FIXED, label="setup"),),
+    race=(
+        OpTemplate("mmap", offset=1, pages=1, tasks="task % 3 == 0"),
+        OpTemplate("munmap", offset=1, pages=1, tasks="task % 3 == 1"),
+        OpTemplate("mprotect", offset=0, pages=4, prot=mm.PROT_READ, tasks="task % 3 == 2"),
+    ),
+    grades=(
+        Grade(
+            FORBIDDEN,
+            "winners > munmap_calls",
+            "more probes won than munmaps freed the page: a probe clobbered a mapping",
+        ),
+        Grade(
+            INTERESTING,
+            f"mprotect_enomem > 0 and {_MPROTECT_OK}",
+            "an mprotect met the hole an munmap left (ENOMEM)",
+        ),
+        Grade(ACCEPTABLE, _MPROTECT_OK, "mprotect, munmap and probe each saw one state"),
+    ),
+    shuffle=True,
+)
+
+CATALOG: tuple[Workload, ...] = (
+    SAME_PAGE,
+    SAME_RANGE,
+    PARTIAL_OVERLAP,
+    ADJACENT,
+    CHAIN,
+    CHURN,
+    HINT_VS_FIXED,
+    ZERO_PAGE,
+    MANY_RANGES,
+    MPROTECT_RACE,
+)
+DEFAULT = SAME_PAGE.name

@@ -1,0 +1,328 @@
+"""The workload value types: where ranges go (`Space`), what a round runs (`RoundPlan`), how ops are
+described (`OpTemplate`), how round outcomes are judged (`Grade`), and the `Workload` itself.
+
+A workload is declarative and frozen; `Workload.plan` expands it, round by round, into concrete
+`mm.Op` lists with a pure function of (round, tasks, space, seed), so every process that plans the
+same round gets the same ops.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from collections.abc import Sequence
+
+import attrs
+
+import mm
+from workloads import _expr
+
+ACCEPTABLE = "ACCEPTABLE"
+INTERESTING = "INTERESTING"
+FORBIDDEN = "FORBIDDEN"
+GRADE_VERDICTS = (ACCEPTABLE, INTERESTING, FORBIDDEN)
+
+ANCHORS = ("round", "zero", "min_addr")
+"""Where an op template's page offset counts from: the round's base inside the arena, address 0,
+or the space's `min_addr` (the sysctl vm.mmap_min_addr, the lowest address a fixed mapping may use
+without CAP_SYS_RAWIO)."""
+
+PROBE_LABEL = "probe"
+
+Expr = int | str | tuple[int | str, ...]
+"""A per-task integer: a constant, an expression over `task` and `tasks` (``"task*2"``), or a
+tuple of those cycled over tasks (task i uses item ``i % len``)."""
+
+
+@attrs.frozen
+class Space:
+    """Where a workload may place its ranges: a page-aligned arena, plus the low-address facts."""
+
+    base: int = 0x100000000000
+    size: int = 1 << 30
+    page_size: int = 4096
+    min_addr: int = 4096  # vm.mmap_min_addr (dac_mmap_min_addr): used by anchor "min_addr"
+
+    @classmethod
+    def from_params(
+        cls, params: mm.Params, *, base: int = 0x100000000000, size: int = 1 << 30
+    ) -> Space:
+        return cls(base, size, params.page_size, params.dac_mmap_min_addr)
+
+    @property
+    def pages(self) -> int:
+        return self.size // self.page_size
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+
+@attrs.frozen
+class RoundPlan:
+    """One round: `setup` (serial, task 0), `tasks` (one op list per task, raced), `cleanup`.
+
+    `labels[t][k]` names the role of `tasks[t][k]` in outcome keys ("probe", "munmap", ...);
+    `base` is the round's contested base address inside the arena.
+    """
+
+    setup: tuple[mm.Op, ...]
+    tasks: tuple[tuple[mm.Op, ...], ...]
+    cleanup: tuple[mm.Op, ...]
+    labels: tuple[tuple[str, ...], ...] = ()
+    base: int = 0
+
+    def label(self, task: int, index: int) -> str:
+        if self.labels:
+            return self.labels[task][index]
+        return default_label(self.tasks[task][index])
+
+
+def default_label(op: mm.Op) -> str:
+    """The role an op plays when its template names none: probe, fixed, hint, munmap, mprotect."""
+    if op.kind != "mmap":
+        return op.kind
+    if op.flags & mm.MAP_FIXED_NOREPLACE:
+        return PROBE_LABEL
+    if op.flags & mm.MAP_FIXED:
+        return "fixed"
+    return "hint"
+
+
+def _pick(value: Expr, field: str, task: int, tasks: int) -> int:
+    item = value[task % len(value)] if isinstance(value, tuple) else value
+    if isinstance(item, bool):
+        raise ValueError(f"{field}: expected an integer, got a boolean")
+    if isinstance(item, int):
+        return item
+    try:
+        result = _expr.evaluate(item, {"task": task, "tasks": tasks})
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+    if isinstance(result, bool):
+        raise ValueError(f"{field}: expression {item!r} gives a boolean, not a page count")
+    return result
+
+
+@attrs.frozen
+class OpTemplate:
+    """One call, described relative to the round: `offset` and `pages` are in pages from `anchor`.
+
+    `tasks` is a selector expression over `task`/`tasks` (which tasks issue this op; default all);
+    `label` names the op's role in outcome keys (default from kind and flags).
+    """
+
+    kind: str
+    offset: Expr = 0
+    pages: Expr = 1
+    prot: int = mm.PROT_READ | mm.PROT_WRITE
+    flags: int = mm.NR
+    anchor: str = "round"
+    tasks: str = "true"
+    label: str | None = None
+
+    def selects(self, task: int, tasks: int) -> bool:
+        try:
+            return bool(_expr.evaluate(self.tasks, {"task": task, "tasks": tasks}))
+        except ValueError as exc:
+            raise ValueError(f"tasks: {exc}") from None
+
+    def extent(self, task: int, tasks: int) -> tuple[int, int]:
+        """(offset, pages) for `task`; raises ValueError naming the field on a bad value."""
+        offset = _pick(self.offset, "offset", task, tasks)
+        pages = _pick(self.pages, "pages", task, tasks)
+        if offset < 0:
+            raise ValueError(f"offset: {offset} is negative (task {task} of {tasks})")
+        if pages < 1:
+            raise ValueError(f"pages: {pages} must be at least 1 (task {task} of {tasks})")
+        return offset, pages
+
+    def origin(self, space: Space, base: int) -> int:
+        return {"round": base, "zero": 0, "min_addr": space.min_addr}[self.anchor]
+
+    def op(self, task: int, tasks: int, space: Space, base: int) -> mm.Op:
+        offset, pages = self.extent(task, tasks)
+        addr = self.origin(space, base) + offset * space.page_size
+        length = pages * space.page_size
+        if self.kind == "mmap":
+            return mm.Op.mmap(addr, length, self.prot, self.flags)
+        if self.kind == "munmap":
+            return mm.Op.munmap(addr, length)
+        return mm.Op.mprotect(addr, length, self.prot)
+
+    def role(self, op: mm.Op) -> str:
+        return self.label if self.label is not None else default_label(op)
+
+
+@attrs.frozen
+class Grade:
+    """An outcome class: when `when` (a predicate over the round's facts) holds, the round is
+    `verdict` (ACCEPTABLE, INTERESTING or FORBIDDEN) for the reason `description`.
+
+    Grades are tried in order; the first that holds decides. Facts are documented in
+    docs/workloads.md (counts like `winners`, `eexist`, `munmap_ok`; `tasks`, `privileged`,
+    `overlapped`, `first_won`, `disjoint`, `losers_overlap`).
+    """
+
+    verdict: str
+    when: str
+    description: str
+
+
+@attrs.frozen
+class Workload:
+    """A declarative race: op templates for setup, race and cleanup, and the grades of outcomes.
+
+    `cleanup=None` means: munmap the round's footprint (and any page-0 / min_addr ranges used).
+    `shuffle` permutes which task plays which slot each round (the `task` variable is the slot).
+    """
+
+    name: str
+    summary: str
+    race: tuple[OpTemplate, ...]
+    grades: tuple[Grade, ...]
+    setup: tuple[OpTemplate, ...] = ()
+    cleanup: tuple[OpTemplate, ...] | None = None
+    shuffle: bool = False
+
+    @property
+    def short(self) -> str:
+        """The summary's first sentence, for one-line listings."""
+        first = self.summary.split(". ", 1)[0].strip()
+        return first if first.endswith(".") else first + "."
+
+    def labels(self) -> set[str]:
+        """Every role label this workload's race can produce (for validating grade names)."""
+        found: set[str] = set()
+        for template in self.race:
+            if template.label is not None:
+                found.add(template.label)
+            else:
+                probe = mm.Op("mmap", 0, 1, 0, template.flags) if template.kind == "mmap" else None
+                found.add(default_label(probe) if probe else template.kind)
+        return found
+
+    def span(self, tasks: int) -> int:
+        """Pages of the round footprint (round-anchored ops) needed by `tasks` tasks."""
+        end = 0
+        for template, task in self._uses(tasks):
+            if template.anchor == "round":
+                offset, pages = template.extent(task, tasks)
+                end = max(end, offset + pages)
+        return end
+
+    def _uses(self, tasks: int) -> list[tuple[OpTemplate, int]]:
+        uses = [(t, 0) for t in (*self.setup, *(self.cleanup or ()))]
+        for template in self.race:
+            uses += [(template, slot) for slot in range(tasks) if template.selects(slot, tasks)]
+        return uses
+
+    def regions(self, tasks: int, space: Space) -> list[tuple[int, int]]:
+        """The [start, end) address ranges any round may touch: the arena when the workload has
+        round-anchored ops, plus each low range (page 0, min_addr) it uses, merged and sorted."""
+        ranges: list[tuple[int, int]] = []
+        for template, task in self._uses(tasks):
+            if template.anchor == "round":
+                ranges.append((space.base, space.base + space.size))
+            else:
+                offset, pages = template.extent(task, tasks)
+                start = template.origin(space, 0) + offset * space.page_size
+                ranges.append((start, start + pages * space.page_size))
+        return _merge(ranges)
+
+    def plan(self, round_index: int, tasks: int, space: Space, seed: int) -> RoundPlan:
+        """Expand round `round_index` for `tasks` tasks; a pure function of its arguments."""
+        if tasks < 1:
+            raise ValueError(f"{self.name}: tasks must be at least 1, got {tasks}")
+        rng = random.Random(f"{seed}:{round_index}")
+        slots = list(range(tasks))
+        if self.shuffle:
+            rng.shuffle(slots)
+        span = self.span(tasks)
+        if span > space.pages:
+            raise ValueError(
+                f"{self.name}: needs {span} pages for {tasks} tasks, the arena has {space.pages}"
+            )
+        base = space.base + rng.randrange(space.pages - span + 1) * space.page_size
+        setup = tuple(t.op(0, tasks, space, base) for t in self.setup)
+        per_task: list[tuple[mm.Op, ...]] = []
+        labels: list[tuple[str, ...]] = []
+        for task in range(tasks):
+            slot = slots[task]
+            ops = [(t, t.op(slot, tasks, space, base)) for t in self.race if t.selects(slot, tasks)]
+            per_task.append(tuple(op for _, op in ops))
+            labels.append(tuple(t.role(op) for t, op in ops))
+        if self.cleanup is not None:
+            cleanup = tuple(t.op(0, tasks, space, base) for t in self.cleanup)
+        else:
+            cleanup = self._default_cleanup(tasks, space, base, span)
+        return RoundPlan(setup, tuple(per_task), cleanup, tuple(labels), base)
+
+    def _default_cleanup(self, tasks: int, space: Space, base: int, span: int) -> tuple[mm.Op, ...]:
+        ops = []
+        if span:
+            ops.append(mm.Op.munmap(base, span * space.page_size))
+        low = [r for r in self.regions(tasks, space) if r[1] <= space.base or r[0] >= space.end]
+        ops += [mm.Op.munmap(start, end - start) for start, end in low]
+        return tuple(ops)
+
+
+def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(set(ranges)):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+COUNT_NAMES: frozenset[str] = frozenset(
+    {"calls", "winners", "moved", "ok", "pending"}
+    | {name.lower() for name in errno.errorcode.values()}
+)
+"""Per-role counts a grade may use: `calls`, `winners` (an mmap got the address it asked for),
+`moved` (an mmap succeeded elsewhere), `ok` (munmap/mprotect success), `pending`, and one per errno
+(`eexist`, `eperm`, ...). Role `probe` uses the bare names; role R uses `R_winners` etc."""
+
+FLAG_NAMES: frozenset[str] = frozenset(
+    {"tasks", "privileged", "overlapped", "first_won", "disjoint", "losers_overlap"}
+)
+"""Round-wide facts a grade may use (see docs/workloads.md)."""
+
+
+def fact_names(labels: set[str]) -> set[str]:
+    """Every name a grade of a workload with these role labels may use."""
+    names = set(FLAG_NAMES) | set(COUNT_NAMES)
+    for label in labels - {PROBE_LABEL}:
+        names |= {f"{label}_{count}" for count in COUNT_NAMES}
+    return names
+
+
+def check_workload(workload: Workload) -> None:
+    """Raise ValueError("key: problem") if the workload is malformed (bad expression, unknown
+    grade name, negative offset, ...), by planning it at a few task counts."""
+    for i, grade in enumerate(workload.grades):
+        if grade.verdict not in GRADE_VERDICTS:
+            raise ValueError(
+                f"grades[{i}].verdict: {grade.verdict!r} is not one of {', '.join(GRADE_VERDICTS)}"
+            )
+        try:
+            used = _expr.names(grade.when)
+        except ValueError as exc:
+            raise ValueError(f"grades[{i}].when: {exc}") from None
+        unknown = used - fact_names(workload.labels())
+        if unknown:
+            raise ValueError(f"grades[{i}].when: unknown name(s) {', '.join(sorted(unknown))}")
+    groups = [("setup", workload.setup), ("race", workload.race)]
+    groups.append(("cleanup", workload.cleanup or ()))
+    for group, templates in groups:
+        for i, template in enumerate(templates):
+            for tasks in (1, 2, 3, 4, 5, 8, 64):
+                slots = range(tasks) if group == "race" else range(1)
+                for slot in slots:
+                    try:
+                        if template.selects(slot, tasks):
+                            template.extent(slot, tasks)
+                    except ValueError as exc:
+                        raise ValueError(f"{group}[{i}].{exc}") from None
