@@ -1,15 +1,16 @@
 """The stress harness: targets, the controlled scheduler, recording and the run orchestrator.
 
-Public API: the `Target` protocol and its values (`Call`, `RaceOutcome`, `TargetOptions`),
+Public API: the `Target` protocol and its values (`CallRecord`, `RaceOutcome`,
+`TargetOptions`),
 `really_raced`, and `make_target` (the registry of target names).
 """
 
-from stress.harness._target import Call, RaceOutcome, Target, TargetOptions, really_raced
+from stress.harness._target import CallRecord, RaceOutcome, Target, TargetOptions, really_raced
 from stress.harness.targets import TARGETS, make_target
 
 __all__ = [
     "TARGETS",
-    "Call",
+    "CallRecord",
     "RaceOutcome",
     "Target",
     "TargetOptions",

@@ -1,6 +1,6 @@
 """The Target protocol: what the harness needs from anything tasks can race against.
 
-A target runs rounds of operations and hands back what happened as `Call` records (compact:
+A target runs rounds of operations and hands back what happened as `CallRecord`s (compact:
 the op object is shared with the plan; stamps are ints). The harness adds the round number
 and streams them to the history; it never looks inside a target.
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # workloads imports mm only; the harness only needs the Space
 
 
 @attrs.frozen
-class Call:
+class CallRecord:
     """One operation as a target saw it: `result`/`ret` are None when it never returned."""
 
     task: int
@@ -37,6 +37,10 @@ class Call:
         return self.ret is None
 
 
+Call = CallRecord
+"""The first name of `CallRecord` (kept: other targets import it)."""
+
+
 @attrs.frozen
 class RaceOutcome:
     """What one race did.
@@ -46,7 +50,7 @@ class RaceOutcome:
     `overlapped`: did the racing calls really overlap in time (see `really_raced`).
     """
 
-    records: list[Call]
+    records: list[CallRecord]
     problems: list[str] = attrs.Factory(list)
     overlapped: bool = False
 
@@ -95,14 +99,14 @@ class Target(Protocol):
 
     async def open(self, tasks: int, space: Space) -> None: ...
 
-    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Call]: ...
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[CallRecord]: ...
 
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome: ...
 
     async def aclose(self) -> None: ...
 
 
-def really_raced(records: Sequence[Call]) -> bool:
+def really_raced(records: Sequence[CallRecord]) -> bool:
     """Did the racing tasks really overlap in time?
 
     Definition: take each task's span (its first call's invocation to its last call's

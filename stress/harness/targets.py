@@ -2,7 +2,7 @@
 
 A factory is `make_target(options: TargetOptions) -> Target`. Built-in names map to
 "module:function" strings; anything else containing ":" is a plug-in "package.module:factory",
-handed to `stress.targets.plugin:make_target` (which loads and wraps the user's factory) when
+handed to `stress.harness.plugin:make_target` (which loads and wraps the user's factory) when
 that module exists, else called directly as a Target factory.
 """
 
@@ -18,10 +18,10 @@ from stress.harness._target import Target, TargetOptions
 TARGETS: dict[str, str] = {
     "model": "stress.harness.model:make_target",
     "model-threads": "stress.harness.threads:make_target",
-    "kernel": "stress.targets.kernel:make_target",
-    "agent": "stress.targets.agent:make_target",
+    "kernel": "stress.harness.kernel:make_target",
+    "agent": "stress.harness.agent:make_target",
 }
-PLUGIN_LOADER = "stress.targets.plugin:make_target"
+PLUGIN_LOADER = "stress.harness.plugin:make_target"
 
 
 def _load(ref: str, place: str) -> Callable[..., Any]:

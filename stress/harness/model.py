@@ -1,0 +1,226 @@
+"""The `model` target: N trio tasks racing on `mm.TrioCore`.
+
+Two modes. Controlled (`random`, `pct`, or a recorded schedule): the `ControlledScheduler`
+runs one task at a time and decides at every yield point who goes next; the core's lock is a
+`SchedLock`; stamps are virtual (`clock == "steps"`), so a seed or a recorded schedule gives
+the identical history. `trio`: trio's own scheduling, a plain `trio.Lock`, a checkpoint at
+every yield point (so tasks do interleave) and monotonic-ns stamps: the fast mode.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+import mm
+from mm._yield import ENTER
+from stress.harness._target import CallRecord, RaceOutcome, TargetOptions, really_raced
+from stress.harness.scheduler import (
+    ControlledScheduler,
+    ReplayStrategy,
+    SchedLock,
+    Strategy,
+    make_strategy,
+)
+from stress.harness.variants import core_factory
+
+if TYPE_CHECKING:
+    from workloads import Space
+
+CoreFactory = Callable[..., mm.TrioCore]
+SCHEDULERS = ("random", "pct", "trio")
+
+
+INNER_YIELD_CHANCE = 0.015625
+
+
+class FastLock:
+    """A trio lock that does not yield when free (trio.Lock always checkpoints): fast mode."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            await self._lot.park()
+        self._held = True
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._held = False
+        if self._lot:
+            self._lot.unpark()
+
+
+class _Crew:
+    """Persistent worker tasks for fast mode, released together each round by a gate.
+
+    Spawning 64 tasks per round costs about as much as the race itself; the crew parks on a
+    ParkingLot between rounds instead. Workers are trio system tasks (they outlive `open`);
+    they never raise: a failure is stored and re-raised by `run`.
+    """
+
+    def __init__(self, tasks: int, hook: Callable[[str], Awaitable[None]]) -> None:
+        self.tasks = tasks
+        self.hook = hook
+        self.gate = trio.lowlevel.ParkingLot()
+        self.done = trio.Event()
+        self.remaining = 0
+        self.closing = False
+        self.body: Callable[[int], Awaitable[None]] | None = None
+        self.errors: list[BaseException] = []
+
+    async def start(self) -> None:
+        for i in range(self.tasks):
+            trio.lowlevel.spawn_system_task(self._worker, i, name=f"mmrace-worker-{i}")
+        while len(self.gate) < self.tasks:
+            await trio.lowlevel.checkpoint()
+
+    async def _worker(self, i: int) -> None:
+        mm.set_async_yield_hook(self.hook)
+        while True:
+            await self.gate.park()
+            if self.closing:
+                return
+            try:
+                assert self.body is not None
+                await self.body(i)
+            except Exception as exc:
+                self.errors.append(exc)
+            self.remaining -= 1
+            if not self.remaining:
+                self.done.set()
+
+    async def run(self, body: Callable[[int], Awaitable[None]]) -> None:
+        self.body = body
+        self.done = trio.Event()
+        self.remaining = self.tasks
+        self.gate.unpark_all()
+        await self.done.wait()
+        if self.errors:
+            raise self.errors[0]
+
+    def close(self) -> None:
+        self.closing = True
+        self.gate.unpark_all()
+
+
+def _trio_hook(seed: int) -> Callable[[str], Awaitable[None]]:
+    """Fast mode's yield hook: always a checkpoint before the lock (so every task has invoked
+    its call before any proceeds), and a seeded 1-in-8 chance at the windows inside it."""
+    chance = random.Random(f"{seed}:trio").random
+    checkpoint = trio.lowlevel.checkpoint
+
+    async def hook(name: str) -> None:
+        if name == ENTER or chance() < INNER_YIELD_CHANCE:
+            await checkpoint()
+
+    return hook
+
+
+class ModelTarget:
+    """Trio tasks against a `TrioCore` (or a subclass: a bug variant, a test's racy toy core)."""
+
+    name = "model"
+
+    def __init__(
+        self,
+        options: TargetOptions,
+        core: CoreFactory | None = None,
+        replay: dict[int, Sequence[int]] | None = None,
+    ) -> None:
+        if options.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {options.scheduler!r}")
+        self.options = options
+        self.params = options.params or mm.Params.reference()
+        self._make_core = core or core_factory(options.variant, "trio")
+        self.controlled = options.scheduler != "trio" or replay is not None
+        self.clock = "steps" if self.controlled else "ns"
+        self.scheduler: ControlledScheduler | None = None
+        if self.controlled:
+            strategy: Strategy = (
+                ReplayStrategy(replay)
+                if replay is not None
+                else make_strategy(options.scheduler, options.seed, options.depth)
+            )
+            self.scheduler = ControlledScheduler(strategy)
+            self._now: Callable[[], int] = self.scheduler.tick
+        else:
+            self._now = time.monotonic_ns
+        self.core: mm.TrioCore | None = None
+        self._trio_hook = _trio_hook(options.seed)
+        self._crew: _Crew | None = None
+        self.describe: dict[str, Any] = {
+            "scheduler": options.scheduler if replay is None else "replay",
+            "clock": self.clock,
+            "variant": options.variant,
+        }
+        if options.scheduler == "pct":
+            self.describe["pct_depth"] = options.depth
+
+    @property
+    def last_choices(self) -> list[int]:
+        """The controlled scheduler's decisions in the last race (empty under trio)."""
+        return list(self.scheduler.choices) if self.scheduler else []
+
+    async def open(self, tasks: int, space: Space) -> None:
+        lock: Any = SchedLock(self.scheduler) if self.scheduler else FastLock()
+        self.core = self._make_core(self.params, lock=lock)
+
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[CallRecord]:
+        assert self.core is not None, "open() first"
+        now, core = self._now, self.core
+        out = []
+        with mm.yield_hooks():
+            for op in ops:
+                call = now()
+                result = await core.apply(op)
+                out.append(CallRecord(0, op, result, call, now()))
+        return out
+
+    async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
+        assert self.core is not None, "open() first"
+        now, core = self._now, self.core
+        buffers: list[list[CallRecord]] = [[] for _ in plans]
+
+        def body(task: int) -> Callable[[], Any]:
+            buf, ops = buffers[task], plans[task]
+
+            async def run() -> None:
+                for op in ops:
+                    call = now()
+                    result = await core.apply(op)
+                    buf.append(CallRecord(task, op, result, call, now()))
+
+            return run
+
+        if self.scheduler is not None:
+            await self.scheduler.race(round_index, [body(i) for i in range(len(plans))])
+        else:
+            if self._crew is None or self._crew.tasks != len(plans):
+                if self._crew is not None:
+                    self._crew.close()
+                self._crew = _Crew(len(plans), self._trio_hook)
+                await self._crew.start()
+            bodies = [body(i) for i in range(len(plans))]
+
+            async def run(i: int) -> None:
+                await bodies[i]()
+
+            await self._crew.run(run)
+        records = [rec for buf in buffers for rec in buf]
+        return RaceOutcome(records, [], really_raced(records))
+
+    async def aclose(self) -> None:
+        self.core = None
+        if self._crew is not None:
+            self._crew.close()
+            self._crew = None
+
+
+def make_target(options: TargetOptions) -> ModelTarget:
+    return ModelTarget(options)
