@@ -1,0 +1,490 @@
+"""The history of a run: every call a task made, with its result and its time span.
+
+A history is a JSON Lines file (docs/history-format.md): one header line, then one line per
+operation, optionally interleaved with per-round records and ended by a trailer. `HistoryWriter`
+streams it out (flushing every `flush_every` lines, so a killed run loses at most one buffer);
+`read_history` streams it back, validating every line. This module imports neither `mm` nor the
+checker: `Call` converts to and from `mm.Op` lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import attrs
+
+from stress.errors import UsageError
+
+FORMAT_VERSION = 1
+FORMAT_KEY = "mmrace_history"
+KINDS = ("mmap", "munmap", "mprotect")
+U64 = 1 << 64
+# Raw results: an address/0 on success or -errno (the kernel's errno range is 1..4095).
+MIN_RESULT = -4095
+_T_MAX = 1 << 63
+_FD_MAX = 1 << 31
+BATCH = 2048  # lines decoded per json.loads call
+
+
+@attrs.frozen(slots=True)
+class Call:
+    """The arguments of one call, as raw unsigned values (mirrors `mm.Op`, without importing mm)."""
+
+    kind: str
+    addr: int
+    length: int
+    prot: int = 0
+    flags: int = 0
+    fd: int = -1
+    offset: int = 0
+
+    @classmethod
+    def from_op(cls, op: Any) -> Call:
+        """From an `mm.Op` (or anything with the same attributes)."""
+        return cls(op.kind, op.addr, op.length, op.prot, op.flags, op.fd, op.offset)
+
+    def to_op(self) -> Any:
+        """The `mm.Op` for this call (imports mm on first use)."""
+        import mm
+
+        return mm.Op(self.kind, self.addr, self.length, self.prot, self.flags, self.fd, self.offset)
+
+
+def _to_call(value: Any) -> Call:
+    return value if isinstance(value, Call) else Call.from_op(value)
+
+
+@attrs.frozen(slots=True)
+class Operation:
+    """One recorded call: who (task, round), what (`op`), the raw result, and when.
+
+    ``result`` is the raw system-call result (address or 0, or ``-errno``); None when the call
+    got no response (pending), in which case ``ret`` is None too. ``call`` is a monotonic
+    nanosecond time taken just before the call, ``ret`` one taken just after it returned.
+    ``op`` accepts an `mm.Op` and stores it as a `Call`.
+    """
+
+    task: int
+    op: Call = attrs.field(converter=_to_call)
+    result: int | None
+    call: int
+    ret: int | None
+    round: int = 0
+
+    @property
+    def pending(self) -> bool:
+        return self.ret is None
+
+
+@attrs.frozen
+class Header:
+    """The first line: what produced the history and the model parameters to judge it by."""
+
+    target: str
+    workload: str = ""
+    seed: int | None = None
+    params: dict[str, Any] = attrs.field(factory=dict)
+    kernel: str = ""
+    privileged: bool | None = None
+    arena: dict[str, int] | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+    tool: str = ""
+    version: int = FORMAT_VERSION
+
+    @classmethod
+    def create(cls, target: str, **fields: Any) -> Header:
+        """A header for a new run: tool version and host kernel filled in."""
+        from stress import __version__
+
+        fields.setdefault("kernel", host_kernel())
+        return cls(target=target, tool=__version__, **fields)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            FORMAT_KEY: self.version,
+            "tool": self.tool,
+            "target": self.target,
+            "workload": self.workload,
+            "seed": self.seed,
+            "params": self.params,
+            "kernel": self.kernel,
+            "privileged": self.privileged,
+            "arena": self.arena,
+            "extra": self.extra,
+        }
+
+
+def host_kernel() -> str:
+    """`uname -srvm` of this machine, e.g. `Linux 6.8.0-45-generic #45 x86_64`."""
+    u = platform.uname()
+    return f"{u.system} {u.release} {u.version} {u.machine}"
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def encode_operation(op: Operation) -> str:
+    """One compact JSON line (without the newline) for an operation."""
+    c = op.op
+    parts = [f'{{"t":{op.task},"r":{op.round},"k":"{c.kind}","a":{c.addr},"n":{c.length}']
+    if c.prot:
+        parts.append(f',"p":{c.prot}')
+    if c.flags:
+        parts.append(f',"f":{c.flags}')
+    if c.fd != -1:
+        parts.append(f',"fd":{c.fd}')
+    if c.offset:
+        parts.append(f',"o":{c.offset}')
+    parts.append(f',"c":{op.call}')
+    if op.ret is not None:
+        parts.append(f',"e":{op.ret},"x":{op.result}')
+    parts.append("}")
+    return "".join(parts)
+
+
+@attrs.define(eq=False)
+class HistoryWriter:
+    """Streams a history to ``path``: the header at once, then operations as they come.
+
+    Use as a context manager. Lines are buffered and flushed (with ``os.fsync`` when
+    ``sync``) every ``flush_every`` lines and on close.
+    """
+
+    path: Path
+    header: Header
+    flush_every: int = 4096
+    sync: bool = False
+    count: int = 0
+    _file: IO[str] | None = None
+    _buffer: list[str] = attrs.Factory(list)
+
+    def __attrs_post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def open(self) -> HistoryWriter:
+        self._file = self.path.open("w", encoding="utf-8")
+        self._file.write(json.dumps(self.header.to_json(), separators=(",", ":")) + "\n")
+        self._file.flush()
+        return self
+
+    def __enter__(self) -> HistoryWriter:
+        return self.open()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def write(self, op: Operation) -> None:
+        self._buffer.append(encode_operation(op))
+        self.count += 1
+        if len(self._buffer) >= self.flush_every:
+            self.flush()
+
+    def write_many(self, ops: Iterable[Operation]) -> None:
+        for op in ops:
+            self.write(op)
+
+    def write_round(self, round_index: int, **info: Any) -> None:
+        """A per-round record, e.g. ``overlapped=True`` or ``problems=[...]``."""
+        self._buffer.append(json.dumps({"round": round_index, **info}, separators=(",", ":")))
+        self.flush()
+
+    def flush(self) -> None:
+        if self._file is None:
+            raise RuntimeError("HistoryWriter is not open")
+        if self._buffer:
+            self._file.write("\n".join(self._buffer) + "\n")
+            self._buffer.clear()
+        self._file.flush()
+        if self.sync:
+            os.fsync(self._file.fileno())
+
+    def close(self, **trailer: Any) -> None:
+        """Flush and close; a trailer line records the operation count (and ``trailer``)."""
+        if self._file is None:
+            return
+        self._buffer.append(
+            json.dumps({"end": {"operations": self.count, **trailer}}, separators=(",", ":"))
+        )
+        self.flush()
+        self._file.close()
+        self._file = None
+
+
+def write_history(path: Path | str, header: Header, ops: Iterable[Operation]) -> int:
+    """Write a whole history at once; returns the number of operations."""
+    with HistoryWriter(Path(path), header) as writer:
+        writer.write_many(ops)
+        return writer.count
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> Any:
+    v = d.get(key, default)
+    if v is ...:
+        raise UsageError(f"{where}: missing key {key!r}")
+    if v is None and default is None:
+        return None
+    if type(v) is not int:
+        raise UsageError(f"{where}: {key!r} must be an integer, not {json.dumps(v)}")
+    if not lo <= v < hi:
+        raise UsageError(f"{where}: {key!r} = {v} is out of range [{lo}, {hi})")
+    return v
+
+
+def parse_header(line: str, where: str) -> Header:
+    """Validate and decode the header line."""
+    try:
+        d = json.loads(line)
+    except ValueError as exc:
+        raise UsageError(f"{where}: bad JSON in header: {exc}") from None
+    if not isinstance(d, dict) or FORMAT_KEY not in d:
+        raise UsageError(f"{where}: not an mmrace history (no {FORMAT_KEY!r} header)")
+    version = d[FORMAT_KEY]
+    if version != FORMAT_VERSION:
+        raise UsageError(
+            f"{where}: unknown history format version {json.dumps(version)} "
+            f"(this tool reads version {FORMAT_VERSION})"
+        )
+    checks: list[tuple[str, type | tuple[type, ...], bool]] = [
+        ("target", str, False),
+        ("tool", str, False),
+        ("workload", str, False),
+        ("kernel", str, False),
+        ("seed", int, True),
+        ("params", dict, False),
+        ("privileged", bool, True),
+        ("arena", dict, True),
+        ("extra", dict, False),
+    ]
+    values: dict[str, Any] = {}
+    for key, kind, nullable in checks:
+        if key not in d:
+            if key == "target":
+                raise UsageError(f"{where}: missing header key 'target'")
+            continue
+        v = d[key]
+        if v is None and nullable:
+            values[key] = None
+            continue
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise UsageError(f"{where}: header key {key!r} has the wrong type: {json.dumps(v)}")
+        values[key] = v
+    arena = values.get("arena")
+    if arena is not None:
+        for key in ("base", "size"):
+            _int(arena, key, f"{where}: arena", 0, U64)
+    return Header(version=version, **values)
+
+
+def parse_operation(d: Any, where: str) -> Operation:
+    """Validate and decode one decoded operation line."""
+    if not isinstance(d, dict):
+        raise UsageError(f"{where}: expected a JSON object")
+    kind = d.get("k")
+    if kind not in KINDS:
+        if kind is None:
+            raise UsageError(f"{where}: missing key 'k'")
+        raise UsageError(f"{where}: unknown operation kind {json.dumps(kind)}")
+    task = _int(d, "t", where, 0, U64)
+    rnd = _int(d, "r", where, 0, U64, 0)
+    addr = _int(d, "a", where, 0, U64)
+    length = _int(d, "n", where, 0, U64)
+    prot = _int(d, "p", where, 0, U64, 0)
+    flags = _int(d, "f", where, 0, U64, 0)
+    fd = _int(d, "fd", where, -1, _FD_MAX, -1)
+    offset = _int(d, "o", where, 0, U64, 0)
+    call = _int(d, "c", where, 0, _T_MAX)
+    ret = _int(d, "e", where, 0, _T_MAX, None)
+    result = _int(d, "x", where, MIN_RESULT, U64, None)
+    if (ret is None) != (result is None):
+        raise UsageError(f"{where}: 'e' (return time) and 'x' (result) must both be present")
+    if ret is not None and ret < call:
+        raise UsageError(f"{where}: returns at {ret} before its call at {call}")
+    return Operation(
+        task, Call(kind, addr, length, prot, flags, fd, offset), result, call, ret, rnd
+    )
+
+
+@attrs.define(eq=False)
+class HistoryReader:
+    """Iterates over the operations of a history file, validating each line.
+
+    Round records and the trailer are collected on the way: ``rounds`` maps a round index to
+    its record, ``trailer`` is the ``end`` record (None until read, or when the run was killed).
+    Identical calls share one `Call` object, which keeps large histories small in memory.
+    """
+
+    path: Path
+    handle: IO[str]
+    lineno: int = 1
+    rounds: dict[int, dict[str, Any]] = attrs.Factory(dict)
+    trailer: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[Operation]:
+        calls: dict[tuple[Any, ...], Call] = {}
+        path = self.path
+        count = 0
+        kinds = set(KINDS)
+        try:
+            for lineno, d in _decoded(self.handle, path):
+                self.lineno = lineno
+                if self.trailer is not None:
+                    raise UsageError(f"{path}:{lineno}: line after the trailer")
+                if type(d) is dict and "k" in d:
+                    # Fast path: every field present with a plausible type and range; anything
+                    # else goes to `parse_operation`, which names the problem.
+                    get = d.get
+                    kind = d["k"]
+                    task = get("t")
+                    rnd = get("r", 0)
+                    addr = get("a")
+                    length = get("n")
+                    prot = get("p", 0)
+                    flags = get("f", 0)
+                    fd = get("fd", -1)
+                    offset = get("o", 0)
+                    call = get("c")
+                    ret = get("e")
+                    result = get("x")
+                    if (
+                        kind in kinds
+                        and type(task) is int
+                        and type(rnd) is int
+                        and type(addr) is int
+                        and type(length) is int
+                        and type(prot) is int
+                        and type(flags) is int
+                        and type(fd) is int
+                        and type(offset) is int
+                        and type(call) is int
+                        and type(ret) is int
+                        and type(result) is int
+                        and 0 <= call <= ret < _T_MAX
+                        and MIN_RESULT <= result < U64
+                        and 0 <= task < U64
+                        and 0 <= rnd < U64
+                        and 0 <= addr < U64
+                        and 0 <= length < U64
+                        and 0 <= prot < U64
+                        and 0 <= flags < U64
+                        and -1 <= fd < _FD_MAX
+                        and 0 <= offset < U64
+                    ):
+                        key = (kind, addr, length, prot, flags, fd, offset)
+                        c = calls.get(key)
+                        if c is None:
+                            c = calls[key] = Call(kind, addr, length, prot, flags, fd, offset)
+                        count += 1
+                        yield Operation(task, c, result, call, ret, rnd)
+                        continue
+                    op = parse_operation(d, f"{path}:{self.lineno}")
+                    c = op.op
+                    key = (c.kind, c.addr, c.length, c.prot, c.flags, c.fd, c.offset)
+                    shared = calls.setdefault(key, c)
+                    if shared is not c:
+                        op = Operation(op.task, shared, op.result, op.call, op.ret, op.round)
+                    count += 1
+                    yield op
+                    continue
+                self._record(d, f"{path}:{self.lineno}", count)
+        finally:
+            self.handle.close()
+
+    def _record(self, d: Any, where: str, count: int) -> None:
+        """A line that is not an operation: a round record or the trailer."""
+        if not isinstance(d, dict):
+            raise UsageError(f"{where}: expected a JSON object")
+        if "round" in d:
+            self.rounds[_int(d, "round", where, 0, U64)] = d
+            return
+        if "end" in d:
+            end = d["end"]
+            if not isinstance(end, dict):
+                raise UsageError(f"{where}: 'end' must be an object")
+            ops = end.get("operations", count)
+            if ops != count:
+                raise UsageError(f"{where}: trailer counts {ops} operations, the file has {count}")
+            self.trailer = end
+            return
+        raise UsageError(f"{where}: missing key 'k' (not an operation, round record or trailer)")
+
+
+def _decoded(handle: IO[str], path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded JSON value) for each non-blank line after the header.
+
+    Lines are decoded in batches with one `json.loads` of ``[line,line,...]`` (much faster than
+    one call per line); a batch that does not decode to exactly one value per line that looks
+    like an object is decoded again line by line, which names the bad line.
+    """
+    lineno = 1
+    loads = json.loads
+    try:
+        while True:
+            batch = list(islice(handle, BATCH))
+            if not batch:
+                return
+            first = lineno + 1
+            lineno += len(batch)
+            values: list[Any] | None = None
+            if all(line[:1] == "{" and line.rstrip()[-1:] == "}" for line in batch):
+                try:
+                    values = loads("[" + ",".join(batch) + "]")
+                except ValueError:
+                    values = None
+                if values is not None and len(values) != len(batch):
+                    values = None
+            if values is not None:
+                yield from zip(range(first, lineno + 1), values, strict=True)
+                continue
+            for k, line in enumerate(batch, first):
+                if not line.strip():
+                    continue
+                try:
+                    yield k, loads(line)
+                except ValueError as exc:
+                    raise UsageError(f"{path}:{k}: bad JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+
+
+def read_history(path: Path | str) -> tuple[Header, HistoryReader]:
+    """Open a history: its header now, and a reader that streams the operations."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        first = handle.readline()
+    except UnicodeDecodeError:
+        handle.close()
+        raise UsageError(f"{path}:1: not UTF-8 text") from None
+    if not first.strip():
+        handle.close()
+        raise UsageError(f"{path}:1: empty file (no header)")
+    try:
+        header = parse_header(first, f"{path}:1")
+    except UsageError:
+        handle.close()
+        raise
+    return header, HistoryReader(path, handle)
+
+
+def load_history(path: Path | str) -> tuple[Header, list[Operation]]:
+    """Read a whole history into memory."""
+    header, reader = read_history(path)
+    return header, list(reader)
