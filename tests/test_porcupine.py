@@ -131,3 +131,24 @@ def test_kv_parser(tmp_path: Path) -> None:
     log.write_text("{:process 1, :type :bogus}\n")
     with pytest.raises(UsageError, match=r"kv.txt:1: not a kv operation line"):
         parse_kv_log(log)
+
+
+def test_bench_registry_and_table() -> None:
+    from stress import bench_checker
+
+    calls: list[int] = []
+
+    def fake(repeat: int) -> list[bench_checker.Figure]:
+        calls.append(repeat)
+        return [bench_checker.Figure("fake figure", 0.5, "s", 1.0, True, "a note")]
+
+    bench_checker.register("fake-test", fake)
+    figures = bench_checker.run(["fake-test"], repeat=2)
+    assert calls == [2] and [f.name for f in figures] == ["fake figure"]
+    table = bench_checker.format_table(figures)
+    assert "fake figure" in table and "0.500 s" in table and "a note" in table
+    assert "porcupine" in bench_checker.available()
+    with pytest.raises(UsageError, match="bench 'nope': unknown"):
+        bench_checker.run(["nope"])
+    with pytest.raises(UsageError, match="porcupine data: not found"):
+        bench_checker.bench_porcupine(Path("/nonexistent"), repeat=1)

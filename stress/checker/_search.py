@@ -49,10 +49,14 @@ OK = "ok"
 VIOLATION = "violation"
 TIMEOUT = "timeout"
 
-# Memo marker: the event is an observer that is legal in this state and keeps it (reduction 1).
-_FORCED: tuple[int, ...] = (-1,)
-# How often (in loop iterations) the search looks at the clock.
-CLOCK_EVERY = 4096
+# How often (in backtracks) the search looks at the clock.
+CLOCK_EVERY = 1024
+
+# A memo entry for (state, call node), encoding the successors as cache-key increments
+# ``add = next_state_id << n | event_bit`` (a cache key is ``linearized_bitset | add``):
+# 0 = illegal; add > 0 = completed call; -add = forced observer (next state is this one);
+# tuple of adds = pending call's useful outcomes.
+_Succ = int | tuple[int, ...]
 
 
 @attrs.frozen
@@ -106,81 +110,95 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     inputs = [e.input for e in events]
     outputs = [e.output for e in events]
     observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
-    bits = [1 << i for i in range(n)]
+    bit = [0] * (m + 2)  # by call node: the event's bit in the linearized set
+    pend = [False] * (m + 2)  # by call node: the event is pending
+    for node in range(m):
+        if not isret[node]:
+            bit[node] = 1 << evof[node]
+            pend[node] = not comp[evof[node]]
 
     init = model.init()
     states: list[Hashable] = [init]
     ids: dict[Hashable, int] = {init: 0}
-    shift = [0]  # shift[sid] = sid << n: a cache key is linearized-bitset | shift[sid]
     step = model.step
     pending_outcomes = model.pending_outcomes
 
     def intern(state: Hashable) -> int:
-        sid = ids.get(state)
-        if sid is None:
-            sid = ids[state] = len(states)
+        nid = ids.get(state)
+        if nid is None:
+            nid = ids[state] = len(states)
             states.append(state)
-            shift.append(sid << n)
-        return sid
+        return nid
 
-    def successors(sid: int, i: int) -> tuple[int, ...]:
-        state = states[sid]
-        if comp[i]:
-            after = step(state, inputs[i], outputs[i])
+    def successors(sid: int, node: int) -> _Succ:
+        """The memo entry of (state, call node); see `_Succ`."""
+        i = evof[node]
+        if not pend[node]:
+            after = step(states[sid], inputs[i], outputs[i])
             if after is None:
-                return ()
-            nid = intern(after)
-            return _FORCED if nid == sid and observer[i] else (nid,)
+                return 0
+            nid = ids.get(after)
+            if nid is None:
+                nid = intern(after)
+            add = nid << n | bit[node]
+            return -add if nid == sid and observer[i] else add
         found: list[int] = []
-        for after in pending_outcomes(state, inputs[i]):
+        for after in pending_outcomes(states[sid], inputs[i]):
             nid = intern(after)
-            if nid != sid and nid not in found:  # reduction 2
-                found.append(nid)
-        return tuple(found)
+            add = nid << n | bit[node]
+            if nid != sid and add not in found:  # reduction 2
+                found.append(add)
+        return tuple(found) if found else 0
 
-    memo: dict[int, tuple[int, ...]] = {}
+    memo: dict[int, _Succ] = {}
+    memo_get = memo.get
     cache: set[int] = set()
     stack: list[tuple[int, int, int]] = []  # (call node, state id before, kind)
     push = stack.append
     pop = stack.pop
     monotonic = time.monotonic
-    lin = 0
-    sid = 0
-    steps = 0
+    stride = m + 2
+    lin = 0  # bitset of linearized events
+    sid = 0  # current state id
+    visits = backs = 0
     best: list[int] = []
     best_sid = 0
     node = nxt[head]
     while True:
-        steps += 1
-        if not steps % CLOCK_EVERY and deadline is not None and monotonic() > deadline:
-            return PartOutcome(TIMEOUT, steps)
         if not isret[node]:
-            i = evof[node]
-            key = sid * n + i
-            succ = memo.get(key)
-            if succ is None:
-                succ = memo[key] = successors(sid, i)
-            if succ is _FORCED:
-                nb = lin | bits[i]
-                k = nb | shift[sid]
-                if k in cache:
-                    node = tail  # this node fails: backtrack
-                    continue
-                cache.add(k)
-                push((node, sid, 2))
-            else:
-                nb = lin | bits[i]
-                for ns in succ:
-                    k = nb | shift[ns]
+            key = sid * stride + node
+            v = memo_get(key)
+            if v is None:
+                v = memo[key] = successors(sid, node)
+            if not v:  # illegal here
+                node = nxt[node]
+                continue
+            if pend[node]:
+                for add in v:  # type: ignore[union-attr]
+                    k = lin | add
                     if k not in cache:
                         break
                 else:
                     node = nxt[node]
                     continue
-                cache.add(k)
-                push((node, sid, 1 if len(succ) > 1 else 0))
-                sid = ns
-            lin = nb
+                push((node, sid, 1 if len(v) > 1 else 0))  # type: ignore[arg-type]
+                sid = add >> n
+            elif v > 0:  # type: ignore[operator]
+                k = lin | v  # type: ignore[operator]
+                if k in cache:
+                    node = nxt[node]
+                    continue
+                push((node, sid, 0))
+                sid = v >> n  # type: ignore[operator]
+            else:  # a legal observer that keeps the state: forced (reduction 1)
+                k = lin | -v  # type: ignore[operator]
+                if k in cache:
+                    node = tail  # so this node fails: backtrack
+                    continue
+                push((node, sid, 2))
+            cache.add(k)
+            visits += 1
+            lin |= bit[node]
             # lift the call and its return out of the list
             p = prv[node]
             q = nxt[node]
@@ -194,10 +212,14 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 prv[q] = p
                 left -= 1
                 if not left:
-                    return PartOutcome(OK, steps, tuple(evof[c] for c, _, _ in stack))
+                    order = tuple(evof[c] for c, _, _ in stack)
+                    return PartOutcome(OK, visits + backs, order)
             node = nxt[head]
             continue
         # backtrack: undo the last choice (and the forced ones above it)
+        backs += 1
+        if not backs % CLOCK_EVERY and deadline is not None and monotonic() > deadline:
+            return PartOutcome(TIMEOUT, visits + backs)
         if len(stack) > len(best):
             best = [evof[c] for c, _, _ in stack]
             best_sid = sid
@@ -206,11 +228,11 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             if not stack:
                 return PartOutcome(
                     VIOLATION,
-                    steps,
+                    visits + backs,
                     counterexample=_counterexample(model, events, entries, best, states[best_sid]),
                 )
             node, sid, kind = pop()
-            lin ^= bits[evof[node]]
+            lin ^= bit[node]
             r = match[node]
             if r >= 0:
                 nxt[prv[r]] = r

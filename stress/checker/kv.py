@@ -1,13 +1,14 @@
 """A key-value store of strings with get / put / append; every key starts as "".
 
 Inputs are tuples ``(GET, key, None)``, ``(PUT, key, value)``, ``(APPEND, key, value)``; a get
-returns the value, put and append return None. The state is the whole map as a sorted tuple of
-(key, value) pairs without empty values (hashable, and equal maps compare equal), so the model
-works both partitioned by key (each part then holds one key) and unpartitioned.
+returns the value, put and append return None. The state is the whole map as a pair of tuples
+``(keys, values)``, keys sorted and empty values left out, so equal maps compare equal and the
+model works both partitioned by key (each part then holds one key) and unpartitioned.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Final
 
@@ -17,36 +18,43 @@ GET: Final = "get"
 PUT: Final = "put"
 APPEND: Final = "append"
 
-KvState = tuple[tuple[str, str], ...]
+KvState = tuple[tuple[str, ...], tuple[str, ...]]
+EMPTY: Final[KvState] = ((), ())
 
 
 def lookup(state: KvState, key: str) -> str:
     """The value of ``key`` in ``state``."""
-    for k, v in state:
-        if k == key:
-            return v
-    return ""
+    keys, values = state
+    return values[keys.index(key)] if key in keys else ""
 
 
 def assign(state: KvState, key: str, value: str) -> KvState:
-    """``state`` with ``key`` set to ``value`` (empty values are left out)."""
-    items = [(k, v) for k, v in state if k != key]
-    if value:
-        items.append((key, value))
-        items.sort()
-    return tuple(items)
+    """``state`` with ``key`` set to ``value`` (an empty value removes the key)."""
+    keys, values = state
+    if key in keys:
+        j = keys.index(key)
+        if value:
+            return keys, (*values[:j], value, *values[j + 1 :])
+        return (*keys[:j], *keys[j + 1 :]), (*values[:j], *values[j + 1 :])
+    if not value:
+        return state
+    j = bisect.bisect(keys, key)
+    return (*keys[:j], key, *keys[j:]), (*values[:j], value, *values[j:])
 
 
 class KvModel(BaseModel):
     """The store's sequential specification; partitions by key."""
 
     def init(self) -> Hashable:
-        return ()
+        return EMPTY
 
     def step(self, state: Any, input: Any, output: Any) -> Hashable | None:
         op, key, value = input
+        keys = state[0]
         if op == GET:
-            return state if lookup(state, key) == output else None
+            if key in keys:
+                return state if state[1][keys.index(key)] == output else None
+            return state if output == "" else None
         if op == PUT:
             return assign(state, key, value)
         return assign(state, key, lookup(state, key) + value)
@@ -73,7 +81,8 @@ class KvModel(BaseModel):
         return f"{op} {key!r} {value!r}"
 
     def describe_state(self, state: Any) -> str:
-        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in state) + "}"
+        keys, values = state
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in zip(keys, values, strict=True)) + "}"
 
     def explain(self, prefix: Sequence[Event], state: Any, event: Event) -> str:
         key = event.input[1]
