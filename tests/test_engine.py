@@ -193,6 +193,18 @@ def test_timeout_gives_unknown_never_ok() -> None:
     assert check_partition(REG, events, 0.0).status == TIMEOUT
 
 
+def test_memory_budget_gives_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stress.checker import _search
+
+    monkeypatch.setattr(_search, "MAX_ENTRIES", 1000)
+    events = [w(k, k, 0, 100) for k in range(16)] + [r(99, 999, 0, 100)]
+    result = check(REG, events, workers=1)
+    assert result.verdict is Verdict.UNKNOWN
+    assert result.reason == (
+        "the search of partition 1 of 1 (17 operations) outgrew its memory budget of 1,000 states"
+    )
+
+
 def test_counterexample_names_the_stuck_operation() -> None:
     events = [w(0, 1, 0, 1), r(1, 1, 2, 3), r(2, 2, 4, 5), w(3, 3, 6, 7)]
     result = check(REG, events, workers=1)

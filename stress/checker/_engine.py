@@ -14,7 +14,15 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from stress.checker._search import OK, TIMEOUT, VIOLATION, PartOutcome, check_partition, validate
+from stress.checker import _search
+from stress.checker._search import (
+    OK,
+    TIMEOUT,
+    VIOLATION,
+    PartOutcome,
+    check_partition,
+    validate,
+)
 from stress.checker._types import CheckResult, Event, Model, Verdict
 
 # Below this many events in all (or with a single partition) the pool's start-up costs more
@@ -81,6 +89,14 @@ def check(
             outcome,
         )
     if checked < total:
+        memory = [k for k, o in enumerate(outcomes) if o is not None and o.reason == "memory"]
+        if memory:
+            return result(
+                Verdict.UNKNOWN,
+                f"the search of partition {memory[0] + 1} of {total} "
+                f"({len(parts[memory[0]])} operations) outgrew its memory budget "
+                f"of {_search.MAX_ENTRIES:,} states",
+            )
         return result(
             Verdict.UNKNOWN,
             f"time budget of {timeout:g} s ran out after {checked} of {total} partitions",

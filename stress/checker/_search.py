@@ -49,8 +49,11 @@ OK = "ok"
 VIOLATION = "violation"
 TIMEOUT = "timeout"
 
-# How often (in backtracks) the search looks at the clock.
+# How often (in backtracks, and in pushes) the search looks at the clock and its memory use.
 CLOCK_EVERY = 1024
+# Memory budget: the search gives up (UNKNOWN) beyond this many memo and cache entries in all
+# (about 100 bytes each).
+MAX_ENTRIES = 10_000_000
 
 # A memo entry for (state, call node), encoding the successors as cache-key increments
 # ``add = next_state_id << n | event_bit`` (a cache key is ``linearized_bitset | add``):
@@ -67,6 +70,7 @@ class PartOutcome:
     steps: int
     order: tuple[int, ...] = ()  # a full linearization (OK)
     counterexample: Counterexample | None = None  # VIOLATION
+    reason: str = ""  # TIMEOUT: "time" or "memory"
 
 
 def validate(events: Sequence[Event]) -> None:
@@ -198,6 +202,11 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 push((node, sid, 2))
             cache.add(k)
             visits += 1
+            if not visits % CLOCK_EVERY:
+                if deadline is not None and monotonic() > deadline:
+                    return PartOutcome(TIMEOUT, visits + backs, reason="time")
+                if len(cache) + len(memo) > MAX_ENTRIES:
+                    return PartOutcome(TIMEOUT, visits + backs, reason="memory")
             lin |= bit[node]
             # lift the call and its return out of the list
             p = prv[node]
@@ -218,8 +227,11 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             continue
         # backtrack: undo the last choice (and the forced ones above it)
         backs += 1
-        if not backs % CLOCK_EVERY and deadline is not None and monotonic() > deadline:
-            return PartOutcome(TIMEOUT, visits + backs)
+        if not backs % CLOCK_EVERY:
+            if deadline is not None and monotonic() > deadline:
+                return PartOutcome(TIMEOUT, visits + backs, reason="time")
+            if len(cache) + len(memo) > MAX_ENTRIES:
+                return PartOutcome(TIMEOUT, visits + backs, reason="memory")
         if len(stack) > len(best):
             best = [evof[c] for c, _, _ in stack]
             best_sid = sid
