@@ -272,6 +272,18 @@ def test_process_pool_agrees_with_serial() -> None:
         assert pooled.partitions == 6
 
 
+class UnpicklableKv(KvModel):
+    def __init__(self) -> None:
+        self.hook = lambda: None  # lambdas do not pickle
+
+
+def test_unpicklable_model_falls_back_to_serial() -> None:
+    events = [Event(k, (PUT, str(k), "v"), None, 0, 1) for k in range(4)]
+    events += [Event(k, (GET, str(k), None), "v", 2, 3) for k in range(4)]
+    result = check(UnpicklableKv(), events, workers=2)
+    assert result.verdict is Verdict.OK and result.partitions_checked == 4
+
+
 def test_events_returning_before_their_call_are_rejected() -> None:
     with pytest.raises(UsageError, match="returns at 1 before its call 5"):
         check(REG, [w(0, 1, 5, 1)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
 
@@ -58,7 +59,7 @@ def check(
     if workers is None:
         big = len(events) >= POOL_MIN_EVENTS and total >= POOL_MIN_PARTITIONS
         workers = min(2, os.cpu_count() or 1) if big else 1
-    if workers > 1 and total > 1:
+    if workers > 1 and total > 1 and _picklable(model):
         outcomes = _run_pool(model, parts, deadline, workers, progress)
     else:
         outcomes = _run_serial(model, parts, deadline, progress)
@@ -102,6 +103,15 @@ def check(
             f"time budget of {timeout:g} s ran out after {checked} of {total} partitions",
         )
     return result(Verdict.OK, f"all {total} partitions linearizable")
+
+
+def _picklable(model: Model) -> bool:
+    """Can the model go to a worker process? (If not, the check runs serially.)"""
+    try:
+        pickle.dumps(model)
+    except Exception:
+        return False
+    return True
 
 
 def _run_serial(
