@@ -4,6 +4,7 @@ TOML files load to the same plans as catalog entries and malformed ones name the
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -261,3 +262,28 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read"):
         workloads.load_toml(tmp_path / "missing.toml")
     assert workloads.parse_toml(BASE).name == "bad"
+
+
+# ---- mmrace list ------------------------------------------------------------------------------
+
+
+def test_cmd_list_plain_verbose_json_and_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stress.cli import main
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == NAMES
+    assert main(["list", "--verbose", str(EXAMPLES / "guard-pages.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "guard-pages" in out and "not losers_overlap" in out
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in data] == NAMES and data[0]["default"]
+    assert data[5]["definition"]["race"][3]["flags"] == "PRIVATE|FIXED|ANONYMOUS"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE.replace('kind = "mmap"', 'kind = "mmap"\nflags = "FIXD"'))
+    assert main(["list", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "key 'race[0].flags': unknown flag 'FIXD'" in err

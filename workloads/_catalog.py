@@ -72,9 +72,9 @@ SAME_RANGE = Workload(
 PARTIAL_OVERLAP = Workload(
     name="partial-overlap",
     summary=(
-        "Tasks ask for ranges that overlap each other at the head, at the tail, as a superset "
-        "and as a subset (slots [2,6), [0,3), [5,8), [0,8), [3,4) in pages, cycled over tasks and "
-        "shuffled per round). The winners' ranges must be pairwise disjoint, and every loser's "
+        "Tasks race for ranges overlapping each other at the head, the tail, as superset and "
+        "subset. The slots are [2,6), [0,3), [5,8), [0,8), [3,4) in pages, cycled over tasks and "
+        "shuffled per round. The winners' ranges must be pairwise disjoint, and every loser's "
         "EEXIST must be explained by a winner overlapping it. Several disjoint winners (e.g. head "
         "and tail) are interesting."
     ),
@@ -104,8 +104,8 @@ ADJACENT = Workload(
 CHAIN = Workload(
     name="chain",
     summary=(
-        "Task slot i NOREPLACE-maps pages [i, i+2), so each request overlaps its neighbours "
-        "(spec RACE2; slots shuffled per round). The winners must be pairwise disjoint and every "
+        "Task slot i NOREPLACE-maps pages [i, i+2), overlapping its neighbours (spec RACE2). "
+        "Slots are shuffled per round. The winners must be pairwise disjoint and every "
         "loser must overlap a winner; fewer winners than the alternating maximum is interesting."
     ),
     race=(OpTemplate("mmap", offset="task", pages=2),),
@@ -125,6 +125,7 @@ _CHURN_OK = "munmap_ok == munmap_calls and fixed_winners == fixed_calls"
 CHURN = Workload(
     name="churn",
     summary=(
+        "NOREPLACE probes race munmap and MAP_FIXED replacement of a mapped range. "
         "A 4-page range is mapped in setup; then NOREPLACE probes of the range and of its second "
         "page race munmap of the range and MAP_FIXED replacement of it (roles cycled over tasks "
         "in fours). A probe can only win after an munmap freed the range, so the winners can never "
@@ -161,7 +162,8 @@ CHURN = Workload(
 HINT_VS_FIXED = Workload(
     name="hint-vs-fixed",
     summary=(
-        "Half the tasks NOREPLACE-map a 2-page range while the other half ask for the same "
+        "Non-fixed hints race NOREPLACE probes for the same 2-page range. "
+        "Half the tasks NOREPLACE-map the range while the other half ask for the same "
         "address as a mere hint (no fixed flag). Exactly one call gets the range: a probe (and "
         "every hint is placed elsewhere), or a hint (and every probe gets EEXIST). A hint that "
         "beat all the probes is interesting."
@@ -195,8 +197,8 @@ _LOW_OK = (
 ZERO_PAGE = Workload(
     name="zero-page",
     summary=(
-        "Tasks race NOREPLACE and MAP_FIXED requests for page 0 and for the page at "
-        "vm.mmap_min_addr (roles cycled in fours). Below vm.mmap_min_addr a fixed mapping needs "
+        "NOREPLACE and MAP_FIXED requests race for page 0 and for vm.mmap_min_addr. "
+        "Roles are cycled over tasks in fours. Below vm.mmap_min_addr a fixed mapping needs "
         "CAP_SYS_RAWIO: without it every request at 0 fails with EPERM, with it one probe or a "
         "MAP_FIXED gets page 0 (spec LB7, Z1). At vm.mmap_min_addr itself no privilege is needed "
         "(Z2). The grade depends on the target's privilege (model params `privileged`)."
@@ -244,8 +246,9 @@ ZERO_PAGE = Workload(
 MANY_RANGES = Workload(
     name="many-ranges",
     summary=(
-        "max(1, tasks // 4) independent one-page ranges, each contested by about four tasks "
-        "(slots shuffled per round), one free page between neighbours. Each range must have "
+        "Many independent contested one-page ranges at once. There are max(1, tasks // 4) "
+        "ranges, each contested by about four tasks (slots shuffled per round), one free page "
+        "between neighbours. Each range must have "
         "exactly one winner: winners pairwise disjoint and every loser overlapping a winner. "
         "Exercises scale and the checker's partitioning into independent ranges."
     ),
@@ -268,6 +271,7 @@ _MPROTECT_OK = (
 MPROTECT_RACE = Workload(
     name="mprotect-race",
     summary=(
+        "mprotect of a range races munmap and NOREPLACE probes inside it. "
         "A 4-page range is mapped in setup; then tasks race an mprotect of the whole range, an "
         "munmap of its second page and a NOREPLACE probe of that page (roles cycled in threes). "
         "mprotect succeeds or fails with ENOMEM on the hole (changing the prefix), munmap "
