@@ -24,6 +24,10 @@ import attrs
 from stress.checker._engine import check
 from stress.checker._types import Event, Model, Verdict
 
+# Each re-check may take this many times the first check, and at least MIN_CHECK_SECONDS.
+CHECK_FACTOR = 10.0
+MIN_CHECK_SECONDS = 0.2
+
 # The re-check: the failing partition of a candidate history, or None when it does not violate.
 _Violating = Callable[[Sequence[Event]], tuple[Event, ...] | None]
 
@@ -37,19 +41,25 @@ def minimize(
     found so far is returned.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    per_check: list[float | None] = [None]  # budget of each re-check, set after the first
 
     def violating(candidate: Sequence[Event]) -> tuple[Event, ...] | None:
-        budget = None
+        budget = per_check[0]
         if deadline is not None:
-            budget = deadline - time.monotonic()
-            if budget <= 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
+            budget = left if budget is None else min(budget, left)
         result = check(model, candidate, timeout=budget, workers=1)
         if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
             return result.counterexample.events
         return None
 
+    start = time.monotonic()
     current = violating(events)
+    # A smaller history can be much harder to judge (fewer observers to constrain the
+    # search): bound each re-check, an UNKNOWN just means that step is not taken.
+    per_check[0] = max(MIN_CHECK_SECONDS, CHECK_FACTOR * (time.monotonic() - start))
     if current is None:
         return tuple(events)
     current = _cut(current, violating)

@@ -273,6 +273,7 @@ def _counterexample(
         if kind == 1:
             break
         stuck.append((i, _why(model, prefix, state, events[i])))
+    stuck.sort(key=lambda item: events[item[0]].ret is None)  # completed calls first
     return Counterexample(tuple(events), tuple(order), tuple(stuck))
 
 
@@ -280,8 +281,8 @@ def _why(model: Model, prefix: Sequence[Event], state: Any, event: Event) -> str
     describe: Callable[[Any], str] = model.describe_state
     if event.ret is None:
         return (
-            f"task {event.task}'s {model.describe_operation(event)} (no response): taking "
-            f"effect here or never leaves no order for the rest"
+            f"task {event.task}'s {model.describe_operation(event)}: taking effect here, "
+            f"or never, leaves no order for the rest"
         )
     after = model.step(state, event.input, event.output)
     if after is None:
