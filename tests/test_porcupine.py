@@ -152,3 +152,19 @@ def test_bench_registry_and_table() -> None:
         bench_checker.run(["nope"])
     with pytest.raises(UsageError, match="porcupine data: not found"):
         bench_checker.bench_porcupine(Path("/nonexistent"), repeat=1)
+
+
+@needs_data
+def test_minimize_shrinks_a_real_violation() -> None:
+    import attrs
+
+    from stress.checker import minimize
+
+    model = RegisterModel()
+    name, events, linearizable = etcd_histories(DATA)[0]
+    assert name == "etcd_000" and not linearizable
+    shrunk = minimize(model, events, timeout=30)
+    assert check(model, shrunk).verdict is Verdict.VIOLATION
+    assert len(shrunk) < len(events) // 2
+    originals = set(events) | {attrs.evolve(e, ret=None) for e in events}
+    assert set(shrunk) <= originals
