@@ -242,21 +242,13 @@ def grade_round(
                 found.key, workloads.FORBIDDEN, "MAP_FIXED returned a different address"
             )
     for grade in workload.grades:
-        if _expr.evaluate(grade.when, _Env(found.env)):
+        # Counts absent from the round are 0 (grade names were validated when it was built).
+        env = {name: found.env.get(name, 0) for name in _expr.names(grade.when)}
+        if _expr.evaluate(grade.when, env):
             return RoundGrade(found.key, grade.verdict, grade.description)
     return RoundGrade(
         found.key, UNSPECIFIED, f"no grade of workload {workload.name!r} describes this outcome"
     )
-
-
-class _Env(dict[str, int | bool]):
-    """Grade environment: counts absent from the round are 0 (names were validated at load)."""
-
-    def __missing__(self, key: str) -> int:
-        return 0
-
-    def __contains__(self, key: object) -> bool:
-        return True
 
 
 def undo_ops(result: RoundResult, page_size: int = 4096) -> list[mm.Op]:

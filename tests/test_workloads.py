@@ -231,6 +231,8 @@ description = "ok"
         (('kind = "mmap"', 'kind = "mmap"\noffset = "page"'), "race[0].offset", "page"),
         (('kind = "mmap"', 'kind = "mmap"\noffset = "__import__(1)"'), "race[0].offset", "min()"),
         (('kind = "mmap"', 'kind = "mmap"\npages = 0'), "race[0].pages", "at least 1"),
+        (('kind = "mmap"', 'kind = "mmap"\npages = "min(task)"'), "race[0].pages", "iterable"),
+        (('kind = "mmap"', 'kind = "mmap"\npages = "task // 0"'), "race[0].pages", "by zero"),
         (('kind = "mmap"', 'kind = "mmap"\nanchor = "top"'), "race[0].anchor", "unknown anchor"),
         (('kind = "mmap"', 'kind = "mmap"\nlabel = "a b"'), "race[0].label", "letters"),
         (('kind = "mmap"', 'kind = "munmap"\nflags = "FIXED"'), "race[0].flags", "only mmap"),

@@ -9,6 +9,7 @@ same round gets the same ops.
 from __future__ import annotations
 
 import errno
+import functools
 import random
 from collections.abc import Sequence
 
@@ -141,7 +142,10 @@ class OpTemplate:
         return {"round": base, "zero": 0, "min_addr": space.min_addr}[self.anchor]
 
     def op(self, task: int, tasks: int, space: Space, base: int) -> mm.Op:
-        offset, pages = self.extent(task, tasks)
+        return self.build(*self.extent(task, tasks), space, base)
+
+    def build(self, offset: int, pages: int, space: Space, base: int) -> mm.Op:
+        """The concrete op for an already evaluated (offset, pages)."""
         addr = self.origin(space, base) + offset * space.page_size
         length = pages * space.page_size
         if self.kind == "mmap":
@@ -204,58 +208,46 @@ class Workload:
 
     def span(self, tasks: int) -> int:
         """Pages of the round footprint (round-anchored ops) needed by `tasks` tasks."""
-        end = 0
-        for template, task in self._uses(tasks):
-            if template.anchor == "round":
-                offset, pages = template.extent(task, tasks)
-                end = max(end, offset + pages)
-        return end
-
-    def _uses(self, tasks: int) -> list[tuple[OpTemplate, int]]:
-        uses = [(t, 0) for t in (*self.setup, *(self.cleanup or ()))]
-        for template in self.race:
-            uses += [(template, slot) for slot in range(tasks) if template.selects(slot, tasks)]
-        return uses
+        return _layout(self, tasks).span
 
     def regions(self, tasks: int, space: Space) -> list[tuple[int, int]]:
         """The [start, end) address ranges any round may touch: the arena when the workload has
         round-anchored ops, plus each low range (page 0, min_addr) it uses, merged and sorted."""
+        layout = _layout(self, tasks)
         ranges: list[tuple[int, int]] = []
-        for template, task in self._uses(tasks):
-            if template.anchor == "round":
-                ranges.append((space.base, space.base + space.size))
-            else:
-                offset, pages = template.extent(task, tasks)
-                start = template.origin(space, 0) + offset * space.page_size
-                ranges.append((start, start + pages * space.page_size))
+        if layout.span:
+            ranges.append((space.base, space.end))
+        for template, offset, pages in layout.low:
+            start = template.origin(space, 0) + offset * space.page_size
+            ranges.append((start, start + pages * space.page_size))
         return _merge(ranges)
 
     def plan(self, round_index: int, tasks: int, space: Space, seed: int) -> RoundPlan:
         """Expand round `round_index` for `tasks` tasks; a pure function of its arguments."""
         if tasks < 1:
             raise ValueError(f"{self.name}: tasks must be at least 1, got {tasks}")
+        layout = _layout(self, tasks)
         rng = random.Random(f"{seed}:{round_index}")
         slots = list(range(tasks))
         if self.shuffle:
             rng.shuffle(slots)
-        span = self.span(tasks)
-        if span > space.pages:
+        if layout.span > space.pages:
             raise ValueError(
-                f"{self.name}: needs {span} pages for {tasks} tasks, the arena has {space.pages}"
+                f"{self.name}: needs {layout.span} pages for {tasks} tasks, "
+                f"the arena has {space.pages}"
             )
-        base = space.base + rng.randrange(space.pages - span + 1) * space.page_size
-        setup = tuple(t.op(0, tasks, space, base) for t in self.setup)
-        per_task: list[tuple[mm.Op, ...]] = []
-        labels: list[tuple[str, ...]] = []
+        base = space.base + rng.randrange(space.pages - layout.span + 1) * space.page_size
+        setup = tuple(t.build(o, n, space, base) for t, o, n in layout.setup)
+        per_task = []
+        labels = []
         for task in range(tasks):
-            slot = slots[task]
-            ops = [(t, t.op(slot, tasks, space, base)) for t in self.race if t.selects(slot, tasks)]
-            per_task.append(tuple(op for _, op in ops))
-            labels.append(tuple(t.role(op) for t, op in ops))
+            mine = layout.race[slots[task]]
+            per_task.append(tuple(t.build(o, n, space, base) for t, o, n in mine))
+            labels.append(layout.labels[slots[task]])
         if self.cleanup is not None:
-            cleanup = tuple(t.op(0, tasks, space, base) for t in self.cleanup)
+            cleanup = tuple(t.build(o, n, space, base) for t, o, n in layout.cleanup)
         else:
-            cleanup = self._default_cleanup(tasks, space, base, span)
+            cleanup = self._default_cleanup(tasks, space, base, layout.span)
         return RoundPlan(setup, tuple(per_task), cleanup, tuple(labels), base)
 
     def _default_cleanup(self, tasks: int, space: Space, base: int, span: int) -> tuple[mm.Op, ...]:
@@ -265,6 +257,37 @@ class Workload:
         low = [r for r in self.regions(tasks, space) if r[1] <= space.base or r[0] >= space.end]
         ops += [mm.Op.munmap(start, end - start) for start, end in low]
         return tuple(ops)
+
+
+Placed = tuple[OpTemplate, int, int]  # a template with its evaluated (offset, pages)
+
+
+@attrs.frozen
+class _Layout:
+    """A workload evaluated for one task count, independent of the round (cached)."""
+
+    setup: tuple[Placed, ...]
+    race: tuple[tuple[Placed, ...], ...]  # per slot
+    labels: tuple[tuple[str, ...], ...]  # per slot
+    cleanup: tuple[Placed, ...]
+    span: int  # pages of the round-anchored footprint
+    low: tuple[Placed, ...]  # every op not anchored at the round
+
+
+@functools.lru_cache(maxsize=128)
+def _layout(workload: Workload, tasks: int) -> _Layout:
+    setup = tuple((t, *t.extent(0, tasks)) for t in workload.setup)
+    cleanup = tuple((t, *t.extent(0, tasks)) for t in workload.cleanup or ())
+    race = []
+    for slot in range(tasks):
+        race.append(
+            tuple((t, *t.extent(slot, tasks)) for t in workload.race if t.selects(slot, tasks))
+        )
+    labels = tuple(tuple(t.role(t.build(o, n, Space(), 0)) for t, o, n in mine) for mine in race)
+    every = [*setup, *cleanup, *(p for mine in race for p in mine)]
+    span = max((o + n for t, o, n in every if t.anchor == "round"), default=0)
+    low = tuple(p for p in every if p[0].anchor != "round")
+    return _Layout(setup, tuple(race), labels, cleanup, span, low)
 
 
 def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
