@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -109,14 +109,17 @@ class _Crew:
         self.gate.unpark_all()
 
 
-def _trio_hook(seed: int) -> Callable[[str], Awaitable[None]]:
+def _trio_hook(seed: int, tasks: int) -> Callable[[str], Awaitable[None]]:
     """Fast mode's yield hook: always a checkpoint before the lock (so every task has invoked
-    its call before any proceeds), and a seeded 1-in-8 chance at the windows inside it."""
+    its call before any proceeds); at the windows inside it, a seeded chance of
+    INNER_YIELD_CHANCE / tasks (a yield there makes every later task queue on the lock, which
+    costs a task switch each, so it stays rare; the controlled scheduler explores windows)."""
     chance = random.Random(f"{seed}:trio").random
+    inner = INNER_YIELD_CHANCE / max(tasks, 1)
     checkpoint = trio.lowlevel.checkpoint
 
     async def hook(name: str) -> None:
-        if name == ENTER or chance() < INNER_YIELD_CHANCE:
+        if name == ENTER or chance() < inner:
             await checkpoint()
 
     return hook
@@ -131,7 +134,7 @@ class ModelTarget:
         self,
         options: TargetOptions,
         core: CoreFactory | None = None,
-        replay: dict[int, Sequence[int]] | None = None,
+        replay: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         if options.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {options.scheduler!r}")
@@ -152,7 +155,6 @@ class ModelTarget:
         else:
             self._now = time.monotonic_ns
         self.core: mm.TrioCore | None = None
-        self._trio_hook = _trio_hook(options.seed)
         self._crew: _Crew | None = None
         self.describe: dict[str, Any] = {
             "scheduler": options.scheduler if replay is None else "replay",
@@ -204,7 +206,7 @@ class ModelTarget:
             if self._crew is None or self._crew.tasks != len(plans):
                 if self._crew is not None:
                     self._crew.close()
-                self._crew = _Crew(len(plans), self._trio_hook)
+                self._crew = _Crew(len(plans), _trio_hook(self.options.seed, len(plans)))
                 await self._crew.start()
             bodies = [body(i) for i in range(len(plans))]
 

@@ -16,7 +16,7 @@ points; the highest-priority runnable task runs) and `ReplayStrategy` (recorded 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -106,7 +106,7 @@ class ReplayStrategy:
 
     name = "replay"
 
-    def __init__(self, rounds: dict[int, Sequence[int]]) -> None:
+    def __init__(self, rounds: Mapping[int, Sequence[int]]) -> None:
         self.rounds = rounds
         self._choices: Sequence[int] = ()
         self._at = 0
@@ -154,11 +154,19 @@ class ControlledScheduler:
         self._parked: dict[int, trio.lowlevel.Task] = {}
         self._blocked: dict[int, trio.lowlevel.Task] = {}
         self._in_transit = 0
+        self._start = 0
         self._arrived: list[bool] = []
         self._last: int | None = None
 
     def tick(self) -> int:
-        """The virtual clock: one tick per stamp, so every stamp is distinct and ordered."""
+        """The virtual clock: one tick per stamp, so stamps are ordered as events happened.
+
+        While tasks are still arriving (running freely, in trio's order, up to their first
+        yield point) every stamp is the round's start instant: that order is trio's, not the
+        strategy's, and must not leak into the history.
+        """
+        if self._in_transit:
+            return self._start
         self.clock += 1
         return self.clock
 
@@ -178,6 +186,8 @@ class ControlledScheduler:
         self._arrived = [False] * len(bodies)
         self._in_transit = len(bodies)
         self._last = None
+        self.clock += 1
+        self._start = self.clock
         with mm.yield_hooks(async_=self._hook):
             async with trio.open_nursery() as nursery:
                 for i, body in enumerate(bodies):
@@ -220,7 +230,7 @@ class ControlledScheduler:
         await trio.lowlevel.wait_task_rescheduled(_abort)
 
     def _decide(self) -> int:
-        chosen = self.strategy.choose(list(self._parked), self._last)
+        chosen = self.strategy.choose(sorted(self._parked), self._last)
         self.choices.append(chosen)
         self._last = chosen
         self.clock += 1
@@ -241,7 +251,7 @@ class ControlledScheduler:
 
     def pick(self, candidates: Sequence[int]) -> int:
         """A recorded decision among `candidates` (e.g. which waiter gets a released lock)."""
-        chosen = self.strategy.choose(list(candidates), self._last)
+        chosen = self.strategy.choose(sorted(candidates), self._last)
         self.choices.append(chosen)
         self.clock += 1
         return chosen

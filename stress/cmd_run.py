@@ -1,0 +1,155 @@
+"""`mmrace run`: race tasks for the same addresses, record the history, check it, report.
+
+Exit status: 0 no violation, 1 violation, 2 bad usage, 3 could not judge (checker timeout,
+harness problems, interrupted run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+
+HELP = "race tasks for the same addresses, record, check and report"
+DEFAULT_TASKS = 16
+DEFAULT_ROUNDS = 300
+DEFAULT_CHECK_TIMEOUT = 60.0
+SCHEDULERS = ("random", "pct", "trio")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "workload",
+        nargs="?",
+        default=None,
+        help="catalog name (see `mmrace list`) or path to a .toml file (default: same-page)",
+    )
+    parser.add_argument(
+        "--target",
+        default="model",
+        help="model (default), model-threads, kernel, agent, or package.module:factory",
+    )
+    parser.add_argument("--tasks", type=str, default=str(DEFAULT_TASKS), help="racing tasks")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--rounds", type=str, default=None, help=f"rounds (default {DEFAULT_ROUNDS})")
+    stop.add_argument("--time-budget", type=str, default=None, help="seconds to keep racing")
+    parser.add_argument("--seed", type=str, default=None, help="seed (default: random, printed)")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default: fresh)")
+    parser.add_argument(
+        "--scheduler",
+        default="random",
+        help="model target: random (default) or pct (controlled, replayable), or trio (fast)",
+    )
+    parser.add_argument("--depth", type=str, default="3", help="PCT bug depth d (default 3)")
+    parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
+    parser.add_argument("--variant", default=None, help="a bug variant of the model core")
+    parser.add_argument("--no-noise", action="store_true", help="model-threads: no yield noise")
+    parser.add_argument(
+        "--check-timeout",
+        type=str,
+        default=str(DEFAULT_CHECK_TIMEOUT),
+        help=f"seconds for the linearizability check (default {DEFAULT_CHECK_TIMEOUT:g})",
+    )
+    parser.add_argument("--json", action="store_true", help="print summary.json instead of text")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress")
+
+
+def _number(flag: str, text: str | None, kind: type, minimum: float) -> float | int | None:
+    from stress.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{flag}: {text!r} is not a {kind.__name__}") from None
+    if value != value or value < minimum or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{flag}: must be at least {minimum:g}, got {text}")
+    return value
+
+
+def default_out(workload: str, target: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{workload}-{target}")
+    base = Path("mmrace-runs") / f"{stamp}-{safe}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from stress.errors import UsageError
+    from stress.harness import TargetOptions, make_target
+    from stress.harness.progress import make_progress
+    from stress.harness.runner import RunConfig
+    from stress.harness.session import load_workload, perform, save_run_json
+    from stress.harness.summary import format_summary
+
+    tasks = int(_number("--tasks", args.tasks, int, 1) or 0)
+    rounds = _number("--rounds", args.rounds, int, 1)
+    budget = _number("--time-budget", args.time_budget, float, 0.001)
+    check_timeout = float(_number("--check-timeout", args.check_timeout, float, 0.001) or 0)
+    depth = int(_number("--depth", args.depth, int, 1) or 1)
+    seed = _number("--seed", args.seed, int, 0)
+    if rounds is None and budget is None:
+        rounds = DEFAULT_ROUNDS
+    if args.scheduler not in SCHEDULERS:
+        raise UsageError(
+            f"--scheduler: unknown scheduler {args.scheduler!r} "
+            f"(choose from {', '.join(SCHEDULERS)})"
+        )
+    if args.scheduler != "random" and args.target != "model":
+        raise UsageError("--scheduler: only the model target has a controlled scheduler")
+    wrapper: tuple[str, ...] = ()
+    if args.wrapper is not None:
+        try:
+            wrapper = tuple(shlex.split(args.wrapper))
+        except ValueError as exc:
+            raise UsageError(f"--wrapper: {exc}") from None
+        if not wrapper:
+            raise UsageError("--wrapper: empty command")
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 32)
+    ref = args.workload or "same-page"
+    workload = load_workload(ref)
+    out = args.out or default_out(workload.name, args.target)
+    if (out / "history.jsonl").exists():
+        raise UsageError(f"--out {out}: already holds a run (choose another directory)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: not a directory")
+    options = TargetOptions(
+        spec=args.target,
+        seed=int(seed),
+        scheduler=args.scheduler,
+        depth=depth,
+        wrapper=wrapper,
+        variant=args.variant,
+        noise=not args.no_noise,
+    )
+    try:
+        target = make_target(options)
+    except ValueError as exc:
+        raise UsageError(f"--target {args.target}: {exc}") from None
+    config = RunConfig(workload, ref, options, tasks, rounds, budget, out)  # type: ignore[arg-type]
+    save_run_json(config)
+    info = sys.stderr
+    print(
+        f"mmrace run: {workload.name} on {target.name}, {tasks} tasks, "
+        + (f"{rounds} rounds" if rounds else f"{budget:g} s")
+        + f", seed {seed} -> {out}",
+        file=info,
+        flush=True,
+    )
+    progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
+    summary = perform(config, target, check_timeout=check_timeout, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return int(summary["exit_code"])

@@ -1,0 +1,252 @@
+"""The run orchestrator: round after round of setup, race, cleanup; record, grade, stop.
+
+`execute(config, target)` drives a target through rounds planned by the workload, streams
+every operation to DIR/history.jsonl (a round's buffers are merged when the round ends, so a
+killed run loses at most the unflushed tail), writes the controlled scheduler's decisions to
+DIR/schedule.jsonl, grades each round in both readings (strict, compat) and counts how many
+rounds really raced. Checking the history is a separate step (`stress.harness.verdict`).
+
+Stopping: after `rounds` rounds, when `time_budget` runs out, or when `stop.request()` is
+called (Ctrl-C does that; a second Ctrl-C cancels the round in flight).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import trio
+
+import workloads
+from stress import grading
+from stress.harness._target import Target, TargetOptions
+from stress.history import Header, HistoryWriter
+
+MODES = ("strict", "compat")
+PROBLEMS_KEPT = 50
+
+
+@attrs.frozen
+class RunConfig:
+    """What to run. Exactly one of `rounds` and `time_budget` (seconds) is usually set; with
+    both, whichever ends first; with neither, until stopped."""
+
+    workload: workloads.Workload
+    workload_ref: str
+    target: TargetOptions
+    tasks: int
+    rounds: int | None
+    time_budget: float | None
+    out: Path
+    space: workloads.Space | None = None
+
+
+class StopFlag:
+    """Ask a running `execute` to stop after the current round (thread- and signal-safe)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str = "stopped") -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+
+@attrs.define(eq=False)
+class RunStats:
+    """What the rounds did; updated live (progress reads it) and final after `execute`."""
+
+    tasks: int
+    rounds_planned: int | None
+    time_budget: float | None
+    rounds: int = 0
+    operations: int = 0
+    race_operations: int = 0
+    overlapped_rounds: int = 0
+    problem_count: int = 0
+    problems: list[str] = attrs.Factory(list)
+    interrupted: str | None = None
+    started: float = attrs.Factory(time.monotonic)
+    seconds: float = 0.0
+    # mode -> (key, verdict, description) -> rounds
+    grades: dict[str, Counter[tuple[str, str, str]]] = attrs.Factory(
+        lambda: {mode: Counter() for mode in MODES}
+    )
+    bad_rounds: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(MODES, 0))
+    first_bad_round: dict[str, int | None] = attrs.Factory(lambda: dict.fromkeys(MODES))
+
+    @property
+    def elapsed(self) -> float:
+        return self.seconds or (time.monotonic() - self.started)
+
+    @property
+    def throughput(self) -> float:
+        return self.operations / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def overlap_ratio(self) -> float:
+        return self.overlapped_rounds / self.rounds if self.rounds else 0.0
+
+    def note_problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append(text)
+
+
+BAD_GRADES = (workloads.FORBIDDEN,)
+
+
+def history_header(config: RunConfig, target: Target, space: workloads.Space) -> Header:
+    """The history's first line: target, workload, seed, the params to judge by, the arena."""
+    params = target.params
+    extra: dict[str, Any] = {
+        "tasks": config.tasks,
+        "clock": target.clock,
+        "workload_ref": config.workload_ref,
+        **target.describe,
+    }
+    return Header.create(
+        target.name,
+        workload=config.workload.name,
+        seed=config.target.seed,
+        params=params.to_json(),
+        privileged=params.privileged,
+        arena={"base": space.base, "size": space.size},
+        extra=extra,
+    )
+
+
+class _View:
+    """One reusable record view for the history writer (which reads attributes only): saves
+    building an `Operation` (and converting its op) per call. `op` is the `mm.Op` itself, whose
+    attribute names are those of `stress.history.Call`."""
+
+    __slots__ = ("call", "op", "result", "ret", "round", "task")
+
+    def __init__(self) -> None:
+        self.task = self.round = self.call = 0
+        self.op: Any = None
+        self.result: int | None = None
+        self.ret: int | None = None
+
+
+async def execute(
+    config: RunConfig,
+    target: Target,
+    *,
+    stop: StopFlag | None = None,
+    on_round: Callable[[RunStats], None] | None = None,
+    handle_sigint: bool = False,
+) -> RunStats:
+    """Run the rounds; always closes the target and the history (trailer) on the way out."""
+    stop = stop or StopFlag()
+    stats = RunStats(config.tasks, config.rounds, config.time_budget)
+    space = config.space or workloads.Space.from_params(target.params)
+    config.out.mkdir(parents=True, exist_ok=True)
+    header = history_header(config, target, space)
+    writer = HistoryWriter(config.out / "history.jsonl", header).open()
+    schedule: IO[str] | None = None
+    if target.clock == "steps":
+        schedule = (config.out / "schedule.jsonl").open("w", encoding="utf-8")
+    try:
+        await target.open(config.tasks, space)
+        async with trio.open_nursery() as nursery:
+            if handle_sigint and threading.current_thread() is threading.main_thread():
+                nursery.start_soon(_watch_sigint, stop, nursery.cancel_scope)
+            try:
+                await _rounds(config, target, space, writer, schedule, stats, stop, on_round)
+            finally:
+                nursery.cancel_scope.cancel()
+        if (nursery.cancel_scope.cancelled_caught and stop.requested) or stop.requested:
+            stats.interrupted = stop.reason
+    finally:
+        stats.seconds = time.monotonic() - stats.started
+        with trio.CancelScope(shield=True):
+            await target.aclose()
+        writer.close(rounds=stats.rounds, interrupted=stats.interrupted)
+        if schedule is not None:
+            schedule.close()
+    return stats
+
+
+async def _watch_sigint(stop: StopFlag, scope: trio.CancelScope) -> None:
+    """First Ctrl-C: stop after this round. Second: cancel the round in flight."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            if stop.requested:
+                scope.cancel()
+            stop.request("interrupted (Ctrl-C)")
+
+
+async def _rounds(
+    config: RunConfig,
+    target: Target,
+    space: workloads.Space,
+    writer: HistoryWriter,
+    schedule: IO[str] | None,
+    stats: RunStats,
+    stop: StopFlag,
+    on_round: Callable[[RunStats], None] | None,
+) -> None:
+    workload, tasks, seed = config.workload, config.tasks, config.target.seed
+    deadline = None if config.time_budget is None else stats.started + config.time_budget
+    params = target.params
+    privileged, page = params.privileged, params.page_size
+    write = writer.write
+    view = _View()
+    r = 0
+    while config.rounds is None or r < config.rounds:
+        if stop.requested or (deadline is not None and time.monotonic() >= deadline):
+            break
+        plan = workload.plan(r, tasks, space, seed)
+        setup = await target.run_serial(r, plan.setup) if plan.setup else []
+        race = await target.run_race(r, plan.tasks)
+        result = grading.RoundResult.from_records(
+            plan, race.records, round_index=r, problems=race.problems
+        )
+        undo = grading.undo_ops(result, page)
+        cleanup_ops = (*undo, *plan.cleanup)
+        cleanup = await target.run_serial(r, cleanup_ops) if cleanup_ops else []
+        view.round = r
+        for records in (setup, race.records, cleanup):
+            for rec in records:
+                view.task, view.op, view.result = rec.task, rec.op, rec.result
+                view.call, view.ret = rec.call, rec.ret
+                write(view)  # type: ignore[arg-type]
+        if schedule is not None:
+            choices = getattr(target, "last_choices", [])
+            schedule.write(json.dumps({"round": r, "choices": choices}, separators=(",", ":")))
+            schedule.write("\n")
+        for problem in race.problems:
+            stats.note_problem(problem)
+        if race.problems:
+            writer.write_round(r, problems=race.problems, overlapped=race.overlapped)
+        stats.rounds = r + 1
+        stats.operations += len(setup) + len(race.records) + len(cleanup)
+        stats.race_operations += len(race.records)
+        stats.overlapped_rounds += race.overlapped
+        for mode in MODES:
+            graded = grading.grade_round(
+                workload, result, privileged=privileged, page_size=page, compat=mode == "compat"
+            )
+            stats.grades[mode][graded.key, graded.verdict, graded.description] += 1
+            if graded.verdict in BAD_GRADES:
+                stats.bad_rounds[mode] += 1
+                if stats.first_bad_round[mode] is None:
+                    stats.first_bad_round[mode] = r
+        if on_round is not None:
+            on_round(stats)
+        r += 1
+        if r % 64 == 0:
+            await trio.lowlevel.checkpoint()

@@ -1,0 +1,152 @@
+"""The run's report: DIR/summary.json (schema in docs/harness.md) and the text a user reads."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+from stress.harness.runner import MODES, RunConfig, RunStats
+from stress.harness.verdict import OK, UNKNOWN, VIOLATION, Judgement
+
+SUMMARY_VERSION = 1
+SUMMARY_FILE = "summary.json"
+RUN_FILE = "run.json"
+
+
+def _mode_verdict(stats: RunStats, mode: str) -> str:
+    verdicts = {v for (_, v, _) in stats.grades[mode]}
+    if "FORBIDDEN" in verdicts:
+        return "FORBIDDEN"
+    if verdicts & {"UNKNOWN", "UNSPECIFIED"} or not verdicts:
+        return UNKNOWN
+    return "INTERESTING" if "INTERESTING" in verdicts else "ACCEPTABLE"
+
+
+def build_summary(
+    config: RunConfig,
+    stats: RunStats,
+    judgement: Judgement,
+    *,
+    target_name: str,
+    describe: dict[str, Any],
+    clock: str,
+    replayable: bool,
+) -> dict[str, Any]:
+    """Everything the run found, as one JSON-able dict."""
+    out = config.out
+    grading: dict[str, Any] = {}
+    for mode in MODES:
+        outcomes = [
+            {"key": key, "verdict": verdict, "description": description, "rounds": n}
+            for (key, verdict, description), n in stats.grades[mode].most_common()
+        ]
+        grading[mode] = {
+            "verdict": _mode_verdict(stats, mode),
+            "forbidden_rounds": stats.bad_rounds[mode],
+            "first_forbidden_round": stats.first_bad_round[mode],
+            "outcomes": outcomes,
+        }
+    check = judgement.check
+    replay = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
+    return {
+        "mmrace_summary": SUMMARY_VERSION,
+        "verdict": judgement.verdict,
+        "exit_code": judgement.exit_code,
+        "reasons": list(judgement.reasons),
+        "target": target_name,
+        "target_info": describe,
+        "clock": clock,
+        "workload": config.workload.name,
+        "workload_ref": config.workload_ref,
+        "seed": config.target.seed,
+        "tasks": config.tasks,
+        "rounds": stats.rounds,
+        "rounds_requested": config.rounds,
+        "time_budget": config.time_budget,
+        "interrupted": stats.interrupted,
+        "operations": stats.operations,
+        "race_operations": stats.race_operations,
+        "seconds": round(stats.seconds, 4),
+        "throughput": round(stats.throughput, 1),
+        "overlap": {
+            "rounds": stats.overlapped_rounds,
+            "ratio": round(stats.overlap_ratio, 4),
+            "definition": "all race tasks' spans (first call to last return) share an instant",
+        },
+        "problems": stats.problems,
+        "problem_count": stats.problem_count,
+        "check": {
+            "verdict": check.verdict,
+            "reason": check.reason,
+            "seconds": check.seconds,
+            "operations": check.operations,
+            "partitions": check.partitions,
+            "counterexample": check.counterexample,
+            "counterexample_events": check.details,
+        },
+        "grading": grading,
+        "replay": replay,
+        "files": {
+            "history": "history.jsonl",
+            "schedule": "schedule.jsonl" if clock == "steps" else None,
+            "run": RUN_FILE,
+            "summary": SUMMARY_FILE,
+        },
+        "run_dir": str(out),
+    }
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    path = out / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The human report: facts, verdicts, and on a violation the counterexample and replay."""
+    s = summary
+    unit = "steps" if s["clock"] == "steps" else "ns"
+    lines = [
+        f"target     {s['target']}  ({_info(s['target_info'])})",
+        f"workload   {s['workload']}   tasks {s['tasks']}   seed {s['seed']}",
+        f"rounds     {s['rounds']}"
+        + (f" of {s['rounds_requested']}" if s["rounds_requested"] else "")
+        + (f"   INCOMPLETE: {s['interrupted']}" if s["interrupted"] else ""),
+        f"operations {s['operations']}  in {s['seconds']:.2f} s  ({s['throughput']:,.0f} ops/s)",
+        f"overlap    {s['overlap']['rounds']}/{s['rounds']} rounds really raced "
+        f"({100 * s['overlap']['ratio']:.1f}%)   stamps: {unit}",
+    ]
+    c = s["check"]
+    check_line = f"checker    {c['verdict']}"
+    if c["reason"]:
+        check_line += f": {c['reason']}"
+    lines.append(check_line + f"   ({c['operations']} ops, {c['seconds']:.2f} s)")
+    for mode in MODES:
+        g = s["grading"][mode]
+        top = ", ".join(f"{o['key']} ×{o['rounds']} {o['verdict']}" for o in g["outcomes"][:3])
+        more = len(g["outcomes"]) - 3
+        if more > 0:
+            top += f", … {more} more"
+        lines.append(f"grading    {mode:<6} {g['verdict']:<12} {top}")
+    if s["problem_count"]:
+        lines.append(f"problems   {s['problem_count']}: {s['problems'][0]}")
+    mark = {OK: "OK", VIOLATION: "VIOLATION", UNKNOWN: "UNKNOWN (could not judge)"}
+    lines.append(f"verdict    {mark.get(s['verdict'], s['verdict'])}")
+    for reason in s["reasons"]:
+        lines.append(f"           - {reason}")
+    if c["counterexample"]:
+        lines.append("")
+        lines.append("counterexample:")
+        lines.extend("  " + line for line in c["counterexample"].splitlines())
+    if s["verdict"] != OK and s["replay"]:
+        lines.append("")
+        lines.append(f"reproduce: {s['replay']}")
+    lines.append(f"run dir    {s['run_dir']}")
+    return "\n".join(lines)
+
+
+def _info(info: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in info.items() if v not in (None, "", False)]
+    return ", ".join(parts) or "-"

@@ -1,0 +1,159 @@
+"""After the rounds: check the history, combine with grading and problems into one verdict.
+
+The overall verdict is VIOLATION when the checker found no atomic order or a round was graded
+FORBIDDEN (strict reading); else UNKNOWN when anything kept the run from judging (checker
+timeout or absence, harness problems, an interrupted run, ungradable rounds); else OK.
+Exit codes: 0 OK, 1 VIOLATION, 3 UNKNOWN (2 is the CLI's bad usage).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from stress import grading
+from stress.harness.runner import RunStats
+from stress.history import Header, Operation, load_history
+
+OK, VIOLATION, UNKNOWN = "OK", "VIOLATION", "UNKNOWN"
+EXIT_CODES = {OK: 0, VIOLATION: 1, UNKNOWN: 3}
+
+
+@attrs.frozen
+class CheckSummary:
+    """The checker's answer in plain values (JSON-able)."""
+
+    verdict: str
+    reason: str
+    seconds: float
+    operations: int
+    partitions: int
+    counterexample: str | None = None
+    details: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class Judgement:
+    verdict: str
+    reasons: tuple[str, ...]
+    check: CheckSummary
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+
+def _checker() -> Any:
+    try:
+        module = importlib.import_module("stress.checker.mm_model")
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, "check_history", None)
+
+
+def check_history_file(path: Path, timeout: float) -> CheckSummary:
+    """Run the linearizability checker on a history file (UNKNOWN when it cannot judge)."""
+    header, ops = load_history(path)
+    return check_operations(header, ops, timeout)
+
+
+def check_operations(header: Header, ops: list[Operation], timeout: float) -> CheckSummary:
+    check = _checker()
+    if check is None:
+        return CheckSummary(UNKNOWN, "the mm checker (stress.checker.mm_model) is missing", 0, 0, 0)
+    try:
+        result = check(header, ops, timeout)
+    except Exception as exc:  # a broken checker must not pass a run: UNKNOWN, with the reason
+        return CheckSummary(UNKNOWN, f"checker failed: {type(exc).__name__}: {exc}", 0, 0, 0)
+    verdict = getattr(result.verdict, "value", str(result.verdict))
+    text = None
+    details = None
+    if result.counterexample is not None:
+        text = describe_counterexample(result.counterexample)
+        details = counterexample_json(result.counterexample)
+    return CheckSummary(
+        verdict,
+        result.reason,
+        round(result.seconds, 3),
+        result.operations,
+        result.partitions,
+        text,
+        details,
+    )
+
+
+def _event_text(event: Any) -> str:
+    op = event.input
+    if event.ret is None:
+        outcome = "no response"
+    elif hasattr(op, "kind"):
+        import mm
+
+        outcome = mm.format_result(op.kind, event.output)
+    else:
+        outcome = repr(event.output)
+    span = f"[{event.call}, {'…' if event.ret is None else event.ret}]"
+    return f"task {event.task}: {op} -> {outcome} {span}"
+
+
+def describe_counterexample(cx: Any) -> str:
+    """The counterexample in words: the longest atomic order found, then why it got stuck."""
+    lines = []
+    if cx.linearized:
+        lines.append("The longest atomic order the checker could build:")
+        for n, i in enumerate(cx.linearized, 1):
+            lines.append(f"  {n}. {_event_text(cx.events[i])}")
+    else:
+        lines.append("No call can be placed first in any atomic order.")
+    lines.append("and then no call can come next:")
+    for i, why in cx.stuck:
+        lines.append(f"  - {_event_text(cx.events[i])}: {why}")
+    return "\n".join(lines)
+
+
+def counterexample_json(cx: Any) -> dict[str, Any]:
+    """The counterexample as indices into its events, with the events themselves."""
+    events = []
+    for e in cx.events:
+        op = e.input
+        item = {"task": e.task, "call": e.call, "ret": e.ret, "result": e.output, "op": str(op)}
+        events.append(item)
+    return {
+        "events": events,
+        "linearized": list(cx.linearized),
+        "stuck": [{"event": i, "why": why} for i, why in cx.stuck],
+    }
+
+
+def judge(stats: RunStats, check: CheckSummary) -> Judgement:
+    """Combine the checker, the grades and the run's problems into the run's verdict."""
+    violations, unknowns = [], []
+    if check.verdict == VIOLATION:
+        violations.append(f"linearizability: {check.reason or 'no atomic order explains it'}")
+    elif check.verdict != OK:
+        unknowns.append(f"checker could not judge: {check.reason}")
+    strict = stats.grades["strict"]
+    forbidden = sum(n for (_, v, _), n in strict.items() if v == "FORBIDDEN")
+    if forbidden:
+        first = stats.first_bad_round["strict"]
+        violations.append(f"grading: {forbidden} round(s) FORBIDDEN (first: round {first})")
+    unspecified = sum(n for (_, v, _), n in strict.items() if v == grading.UNSPECIFIED)
+    if unspecified:
+        unknowns.append(f"grading: {unspecified} round(s) match no grade of the workload")
+    ungraded = sum(n for (_, v, _), n in strict.items() if v == grading.UNKNOWN)
+    if ungraded:
+        unknowns.append(f"grading: {ungraded} round(s) could not be judged")
+    if stats.problem_count:
+        unknowns.append(f"{stats.problem_count} harness problem(s), first: {stats.problems[0]}")
+    if stats.interrupted:
+        unknowns.append(f"run incomplete: {stats.interrupted}")
+    if stats.rounds == 0:
+        unknowns.append("no round ran")
+    if violations:
+        return Judgement(VIOLATION, tuple(violations + unknowns), check)
+    if unknowns:
+        return Judgement(UNKNOWN, tuple(unknowns), check)
+    return Judgement(OK, (), check)
