@@ -53,7 +53,8 @@ class OutcomeRow:
 
     outcome: str
     count: int
-    grade: str  # one of GRADES, or "" when ungraded
+    grade: str  # one of GRADES (or UNSPECIFIED, UNKNOWN), "" when ungraded
+    description: str = ""
 
 
 @attrs.frozen
@@ -71,6 +72,7 @@ class TimelineCall:
     order: int | None = None
     conflict: bool = False
     reason: str = ""
+    outcome: str = ""  # outcome class (won / EEXIST / other) for rounds without a checker verdict
 
 
 @attrs.frozen
@@ -97,6 +99,8 @@ class RunData:
     timeline: Timeline | None
     overlap_ratio: float | None = None  # share of rounds whose calls overlapped in time
     scheduler: str | None = None  # the target's scheduler ("trio", "random", "pct"), if any
+    probes: int = 0  # racing MAP_FIXED_NOREPLACE calls
+    lost: int = 0  # probes that failed with EEXIST
 
 
 @attrs.frozen
@@ -170,3 +174,56 @@ _SCHEDULER_NOTES = {
 def scheduler_note(target: str, scheduler: str | None) -> str | None:
     """A caveat about the target's scheduler for the wins plot, or None."""
     return _SCHEDULER_NOTES.get((target, scheduler or ""))
+
+
+# --- what a report shows besides the plots ---------------------------------------------------
+
+PASS = "PASS"
+FAIL = "FAIL"
+UNKNOWN = "UNKNOWN"
+
+
+@attrs.frozen
+class Check:
+    """One judged property of a run (linearizability, grading strict, ...).
+
+    ``status`` is PASS, FAIL, or UNKNOWN (the run could not judge: timeout, interference, a
+    crashed agent); ``message`` says why in one line.
+    """
+
+    name: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+
+
+@attrs.frozen
+class RunView:
+    """A run directory as the report, JUnit writer and `mmrace plot` see it.
+
+    ``facts`` are (label, value) rows for the header (workload, target, seed, ...);
+    ``counterexample`` is the checker's counterexample as a timeline (None when there is none)
+    and ``replay`` the command that re-runs the run.
+    """
+
+    name: str
+    run: RunData
+    facts: tuple[tuple[str, str], ...]
+    checks: tuple[Check, ...]
+    problems: tuple[str, ...] = ()
+    counterexample: Timeline | None = None
+    replay: str | None = None
+    compat_outcomes: tuple[OutcomeRow, ...] = ()  # when the compat reading differs
+    overall: str = ""  # the run's own verdict as PASS/FAIL/UNKNOWN, "" to derive from checks
+
+    @property
+    def verdict(self) -> str:
+        """The run's verdict; else FAIL if a check failed, UNKNOWN if one could not judge."""
+        if self.overall:
+            return self.overall
+        statuses = {c.status for c in self.checks}
+        if FAIL in statuses:
+            return FAIL
+        if UNKNOWN in statuses or not self.checks:
+            return UNKNOWN
+        return PASS

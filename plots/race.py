@@ -114,9 +114,20 @@ def lock_waits(ax: Axes, waits: LockWaits) -> Axes:
     return ax
 
 
+def _shorten(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
-    """Horizontal bars: how many rounds ended in each outcome pattern, coloured by grade."""
-    labels = [row.outcome for row in rows]
+    """Horizontal bars: how many rounds ended in each outcome pattern, coloured by grade.
+
+    Each bar is labelled with the outcome key and, below it, the grade's description (one key
+    can be graded differently, e.g. by whether the first caller won).
+    """
+    labels = [
+        row.outcome if not row.description else f"{row.outcome}\n{_shorten(row.description)}"
+        for row in rows
+    ]
     counts = [row.count for row in rows]
     colors = [GRADE_COLORS.get(row.grade, GRADE_COLORS[""]) for row in rows]
     positions = list(range(len(rows)))
@@ -138,7 +149,7 @@ def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
         for grade in present
     ]
     if handles:
-        ax.legend(handles=handles, loc="lower right", title="grade")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="grade")
     ax.set_title("Outcomes per round, by grade")
     ax.set_xlabel("rounds")
     ax.set_ylabel("outcome")

@@ -69,7 +69,7 @@ def run_layouts(run: RunData) -> dict[str, tuple[tuple[float, float], Builder]]:
     """The per-run figures, by file stem, in report order; absent data gives no figure."""
     layouts: dict[str, tuple[tuple[float, float], Builder]] = {}
     if run.outcomes:
-        height = max(2.5, 1.2 + 0.35 * len(run.outcomes))
+        height = max(2.5, 1.2 + 0.5 * len(run.outcomes))
         layouts["outcomes"] = (
             (9.0, height),
             lambda fig: _one(fig, lambda ax: race.outcome_histogram(ax, run.outcomes)),

@@ -12,6 +12,8 @@ GRADE_COLORS = {
     "ACCEPTABLE": "#2a9d55",
     "INTERESTING": "#e0a800",
     "FORBIDDEN": "#c62828",
+    "UNSPECIFIED": "#8e44ad",
+    "UNKNOWN": "#607d8b",
     "": "#9e9e9e",
 }
 

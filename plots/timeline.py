@@ -2,7 +2,8 @@
 
 For a counterexample the bars say what the checker found: calls in the longest partial
 linearization are blue and numbered in linearization order, the calls it got stuck on are red,
-the rest grey; a pending call (no response) runs to the right edge, hatched.
+the rest grey. Without a verdict (a sample round) bars take their outcome's colour (won green,
+EEXIST orange). A pending call (no response) runs to the right edge, hatched.
 """
 
 from __future__ import annotations
@@ -11,15 +12,28 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
 from plots.data import Timeline, TimelineCall
-from plots.style import CONFLICT_COLOR, LINEARIZED_COLOR, UNORDERED_COLOR
+from plots.style import CONFLICT_COLOR, LINEARIZED_COLOR, OUTCOME_COLORS, UNORDERED_COLOR
 
 
-def _color(call: TimelineCall) -> str:
+def _category(call: TimelineCall) -> tuple[str, str]:
+    """(legend label, colour) of a call's bar."""
     if call.conflict:
-        return CONFLICT_COLOR
+        return "conflicting call", CONFLICT_COLOR
     if call.order is not None:
-        return LINEARIZED_COLOR
-    return UNORDERED_COLOR
+        return "linearized (number = order)", LINEARIZED_COLOR
+    if call.outcome in OUTCOME_COLORS:
+        return call.outcome, OUTCOME_COLORS[call.outcome]
+    return "not linearized", UNORDERED_COLOR
+
+
+_LEGEND_ORDER = {
+    "linearized (number = order)": 0,
+    "conflicting call": 1,
+    "not linearized": 2,
+    "won": 3,
+    "EEXIST": 4,
+    "other": 5,
+}
 
 
 def timeline(ax: Axes, data: Timeline) -> Axes:
@@ -41,7 +55,10 @@ def timeline(ax: Axes, data: Timeline) -> Axes:
     row = {task: i for i, task in enumerate(tasks)}
     height = 0.5
     any_pending = False
+    seen: dict[str, str] = {}
     for c in calls:
+        label, color = _category(c)
+        seen.setdefault(label, color)
         start = (c.call - origin) / factor
         end = pending_end if c.ret is None else (c.ret - origin) / factor
         width = max(end - start, span_us * 0.004)  # a zero-length call stays visible
@@ -49,7 +66,7 @@ def timeline(ax: Axes, data: Timeline) -> Axes:
         ax.broken_barh(
             [(start, width)],
             (row[c.task] - height / 2, height),
-            facecolors=_color(c),
+            facecolors=color,
             edgecolors="#222222" if c.conflict else "none",
             linewidth=1.5 if c.conflict else 0,
             hatch="//" if c.ret is None else None,
@@ -69,9 +86,12 @@ def timeline(ax: Axes, data: Timeline) -> Axes:
     ax.set_ylim(len(tasks) - 0.5, -0.8)  # task 0 on top
     ax.set_xlim(-span_us * 0.02, pending_end * 1.02 if any_pending else span_us * 1.25)
     handles = [
-        Patch(color=LINEARIZED_COLOR, label="linearized (number = order)"),
-        Patch(facecolor=CONFLICT_COLOR, edgecolor="#222222", label="conflicting call"),
-        Patch(color=UNORDERED_COLOR, label="not linearized"),
+        Patch(
+            facecolor=color,
+            edgecolor="#222222" if color == CONFLICT_COLOR else color,
+            label=label,
+        )
+        for label, color in sorted(seen.items(), key=lambda item: _LEGEND_ORDER.get(item[0], 9))
     ]
     if any_pending:
         handles.append(Patch(facecolor="white", edgecolor="#222222", hatch="//", label="pending"))

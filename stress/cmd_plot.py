@@ -1,0 +1,34 @@
+"""`mmrace plot DIR`: redraw the plots of an existing run (or sweep) without running it again."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "redraw the plots of an existing run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", metavar="DIR", type=Path, help="a run directory, or a sweep directory"
+    )
+    parser.add_argument(
+        "--format", choices=("png", "svg"), default="png", help="image format (default png)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write DIR/plots/*.<format>: a run's plots, or a sweep's if DIR holds sweep.json."""
+    from plots import save
+    from plots.load import SWEEP_FILE, load_sweep
+    from plots.rundir import load_run
+
+    run_dir: Path = args.run_dir
+    out = run_dir / "plots"
+    if (run_dir / SWEEP_FILE).is_file():
+        paths = save.write_sweep(load_sweep(run_dir / SWEEP_FILE), out, args.format)
+    else:
+        paths = save.write_run(load_run(run_dir).run, out, args.format)
+    for path in paths:
+        print(path)
+    return 0
