@@ -137,7 +137,7 @@ def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
     for pos, count in zip(positions, counts, strict=True):
         ax.text(count, pos, f" {count}", va="center", fontsize=8)
     if counts:
-        ax.set_xlim(0, max(counts) * 1.15)
+        ax.set_xlim(0, max(max(counts), 1) * 1.15)
     else:
         ax.text(0.5, 0.5, "no graded rounds", transform=ax.transAxes, ha="center")
     present = []

@@ -204,14 +204,24 @@ def _counterexample(data: Any, clock: str, where: str) -> Timeline | None:
     return derive.counterexample_timeline(evs, linearized, stuck, title, clock, label)
 
 
+def _get(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    """The first of ``keys`` present in ``d`` (the summary's names changed once)."""
+    for key in keys:
+        if key in d:
+            return d[key]
+    return default
+
+
 def _rows(mode: Any) -> tuple[OutcomeRow, ...]:
     rows = []
     for o in (mode or {}).get("outcomes", []):
+        if not isinstance(o, dict):
+            continue
         rows.append(
             OutcomeRow(
-                str(o.get("key", "?")),
-                int(o.get("rounds", 0)),
-                str(o.get("verdict", "")),
+                str(_get(o, "outcome", "key", default="?")),
+                int(_get(o, "count", "rounds", default=0)),
+                str(_get(o, "grade", "verdict", default="")),
                 str(o.get("description", "")),
             )
         )
@@ -226,13 +236,27 @@ def _outcomes(summary: dict[str, Any], where: str) -> tuple[tuple[OutcomeRow, ..
 
 
 def _grading_check(name: str, mode: Any) -> Check:
-    verdict = str((mode or {}).get("verdict", "UNKNOWN"))
-    if verdict == "FORBIDDEN":
-        n = (mode or {}).get("forbidden_rounds", "?")
-        first = (mode or {}).get("first_forbidden_round")
-        return Check(name, FAIL, f"{n} round(s) FORBIDDEN (first: round {first})")
-    if verdict in ("ACCEPTABLE", "INTERESTING"):
-        return Check(name, PASS, f"worst outcome {verdict}")
+    """FAIL on a FORBIDDEN round; UNKNOWN when some round could not be graded."""
+    mode = mode if isinstance(mode, dict) else {}
+    verdict = str(mode.get("verdict", "UNKNOWN"))
+    rows = _rows(mode)
+    forbidden = [r for r in rows if r.grade == "FORBIDDEN"]
+    if verdict == "FORBIDDEN" or forbidden:
+        n = sum(r.count for r in forbidden)
+        firsts = [
+            o.get("first_round")
+            for o in mode.get("outcomes", [])
+            if isinstance(o, dict) and _get(o, "grade", "verdict") == "FORBIDDEN"
+        ]
+        first = min((f for f in firsts if isinstance(f, int)), default=None)
+        where = "" if first is None else f" (first: round {first})"
+        return Check(name, FAIL, f"{n} round(s) FORBIDDEN{where}")
+    if verdict in ("OK", "ACCEPTABLE", "INTERESTING"):
+        interesting = sum(r.count for r in rows if r.grade == "INTERESTING")
+        note = f", {interesting} round(s) INTERESTING" if interesting else ""
+        return Check(name, PASS, f"no forbidden outcome{note}")
+    if not mode:
+        return Check(name, UNKNOWN, "no grading recorded")
     return Check(name, UNKNOWN, f"could not grade every round ({verdict})")
 
 

@@ -51,14 +51,15 @@ def contention(ax: Axes, points: tuple[SweepPoint, ...]) -> Axes:
     same range.
     """
     tasks = _task_axis(ax, points)
-    ax.plot(tasks, [p.lost_share for p in points], marker="o", color="#c62828", label="probes lost")
     ax.plot(
         tasks,
         [(t - 1) / t for t in tasks],
-        linestyle=":",
-        color="#555555",
+        linewidth=6,
+        alpha=0.35,
+        color="#7a7a7a",
         label="one winner per round: (n−1)/n",
     )
+    ax.plot(tasks, [p.lost_share for p in points], marker="o", color="#c62828", label="probes lost")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of probes that lost (EEXIST)")
     ax.set_title("Contention against task count")

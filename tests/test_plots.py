@@ -181,7 +181,7 @@ def test_throughput_overlap(ax: Axes) -> None:
 
 def test_contention(ax: Axes) -> None:
     scaling.contention(ax, POINTS)
-    measured, reference = ax.get_lines()[:2]
+    reference, measured = ax.get_lines()[:2]
     assert list(measured.get_ydata()) == pytest.approx([0.0, 0.5, 0.75, 0.875])
     assert list(reference.get_ydata()) == pytest.approx([0.0, 0.5, 0.75, 0.875])
     assert "EEXIST" in ax.get_ylabel()

@@ -240,3 +240,86 @@ def test_report_renders_in_headless_chromium(page: str, tmp_path: Path) -> None:
     assert pixels.shape[0] == 2000 and pixels.shape[1] == 1200
     # the page is not blank: many distinct colours (badges, plots, tables)
     assert len({tuple(p) for p in pixels[::20, ::20].reshape(-1, pixels.shape[2]).tolist()}) > 20
+
+
+# --- on real runs ----------------------------------------------------------------------------
+
+
+def _mmrace(*argv: str) -> int:
+    from stress.cli import main
+
+    return main(list(argv))
+
+
+@pytest.fixture(scope="module")
+def ok_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "ok"
+    code = _mmrace(
+        "run", "same-page", "--tasks", "3", "--rounds", "12", "--seed", "1",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def bad_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "bad"
+    code = _mmrace(
+        "run", "same-page", "--tasks", "3", "--rounds", "12", "--seed", "2",
+        "--variant", "check-then-act", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert code == 1
+    return out
+
+
+def test_write_report_on_a_real_run(ok_run: Path) -> None:
+    from plots.rundir import load_run
+    from stress.report import write_report
+
+    path = write_report(ok_run)
+    assert path == ok_run / "report.html"
+    doc = parse(path.read_text(encoding="utf-8"))
+    assert doc.errors == [] and doc.stack == []
+    names = ["outcomes", "wins", "latency", "lock-wait", "timeline"]
+    assert [img["alt"] for img in doc.images] == [f"{n} plot" for n in names]
+    assert sorted(p.name for p in (ok_run / "plots").iterdir()) == sorted(f"{n}.png" for n in names)
+    view = load_run(ok_run)
+    assert view.verdict == PASS
+    assert sum(view.run.wins) == 12  # one winner per round on the correct model
+    assert (view.run.probes, view.run.lost) == (36, 24)
+    assert "counterexample" not in doc.sections
+
+
+def test_report_of_a_violation_shows_the_counterexample(bad_run: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    assert _mmrace("report", str(bad_run), "--junit", str(junit)) == 1
+    page = (bad_run / "report.html").read_text(encoding="utf-8")
+    doc = parse(page)
+    assert "counterexample" in doc.sections and "replay" in doc.sections
+    assert 'class="conflict"' in page
+    root = ET.fromstring(junit.read_text(encoding="utf-8"))
+    failed = [c.attrib["name"] for c in root.iter("testcase") if c.find("failure") is not None]
+    assert "linearizability" in failed and "grading strict" in failed
+
+
+def test_plot_redraws_reproducibly(ok_run: Path) -> None:
+    assert _mmrace("plot", str(ok_run)) == 0
+    first = {p.name: p.read_bytes() for p in (ok_run / "plots").iterdir()}
+    assert _mmrace("plot", str(ok_run)) == 0
+    second = {p.name: p.read_bytes() for p in (ok_run / "plots").iterdir()}
+    assert first == second and "timeline.png" in first
+
+
+def test_bad_run_directories_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _mmrace("report", str(tmp_path / "missing")) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text("{not json", encoding="utf-8")
+    assert _mmrace("report", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "summary.json: bad JSON" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "summary.json").write_text('{"verdict": "OK"}', encoding="utf-8")
+    assert _mmrace("plot", str(tmp_path)) == 2
+    assert "not an mmrace summary" in capsys.readouterr().err
