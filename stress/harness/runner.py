@@ -16,7 +16,6 @@ import json
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -29,7 +28,7 @@ from stress import grading
 from stress.harness._target import Target, TargetOptions
 from stress.history import Header, HistoryWriter
 
-MODES = ("strict", "compat")
+MODES = grading.MODES
 PROBLEMS_KEPT = 50
 
 
@@ -79,12 +78,9 @@ class RunStats:
     interrupted: str | None = None
     started: float = attrs.Factory(time.monotonic)
     seconds: float = 0.0
-    # mode -> (key, verdict, description) -> rounds
-    grades: dict[str, Counter[tuple[str, str, str]]] = attrs.Factory(
-        lambda: {mode: Counter() for mode in MODES}
-    )
-    bad_rounds: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(MODES, 0))
-    first_bad_round: dict[str, int | None] = attrs.Factory(lambda: dict.fromkeys(MODES))
+    grader: grading.Grader | None = None
+    forbidden_rounds: int = 0  # strict reading, for live progress
+    first_forbidden_round: int | None = None
 
     @property
     def elapsed(self) -> float:
@@ -102,9 +98,6 @@ class RunStats:
         self.problem_count += 1
         if len(self.problems) < PROBLEMS_KEPT:
             self.problems.append(text)
-
-
-BAD_GRADES = (workloads.FORBIDDEN,)
 
 
 def history_header(config: RunConfig, target: Target, space: workloads.Space) -> Header:
@@ -152,6 +145,7 @@ async def execute(
     """Run the rounds; always closes the target and the history (trailer) on the way out."""
     stop = stop or StopFlag()
     stats = RunStats(config.tasks, config.rounds, config.time_budget)
+    stats.grader = grading.Grader(config.workload, config.tasks, target.params)
     space = config.space or workloads.Space.from_params(target.params)
     config.out.mkdir(parents=True, exist_ok=True)
     header = history_header(config, target, space)
@@ -201,8 +195,9 @@ async def _rounds(
 ) -> None:
     workload, tasks, seed = config.workload, config.tasks, config.target.seed
     deadline = None if config.time_budget is None else stats.started + config.time_budget
-    params = target.params
-    privileged, page = params.privileged, params.page_size
+    page = target.params.page_size
+    grader = stats.grader
+    assert grader is not None
     write = writer.write
     view = _View()
     r = 0
@@ -215,8 +210,7 @@ async def _rounds(
         result = grading.RoundResult.from_records(
             plan, race.records, round_index=r, problems=race.problems
         )
-        undo = grading.undo_ops(result, page)
-        cleanup_ops = (*undo, *plan.cleanup)
+        cleanup_ops = (*grading.undo_ops(result, page), *plan.cleanup)
         cleanup = await target.run_serial(r, cleanup_ops) if cleanup_ops else []
         view.round = r
         for records in (setup, race.records, cleanup):
@@ -236,15 +230,11 @@ async def _rounds(
         stats.operations += len(setup) + len(race.records) + len(cleanup)
         stats.race_operations += len(race.records)
         stats.overlapped_rounds += race.overlapped
-        for mode in MODES:
-            graded = grading.grade_round(
-                workload, result, privileged=privileged, page_size=page, compat=mode == "compat"
-            )
-            stats.grades[mode][graded.key, graded.verdict, graded.description] += 1
-            if graded.verdict in BAD_GRADES:
-                stats.bad_rounds[mode] += 1
-                if stats.first_bad_round[mode] is None:
-                    stats.first_bad_round[mode] = r
+        strict, _ = grader.add(result)
+        if strict.verdict == workloads.FORBIDDEN:
+            stats.forbidden_rounds += 1
+            if stats.first_forbidden_round is None:
+                stats.first_forbidden_round = r
         if on_round is not None:
             on_round(stats)
         r += 1

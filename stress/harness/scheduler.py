@@ -139,8 +139,22 @@ def make_strategy(name: str, seed: int, depth: int = 3) -> Strategy:
     raise ValueError(f"unknown strategy {name!r}")
 
 
-def _abort(_: object) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.SUCCEEDED
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error that failed a round: the first that is not a cancellation it caused."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if not isinstance(exc, trio.Cancelled):
+            return exc
+    return leaves[0] if leaves else group
 
 
 class ControlledScheduler:
@@ -154,6 +168,7 @@ class ControlledScheduler:
         self._parked: dict[int, trio.lowlevel.Task] = {}
         self._blocked: dict[int, trio.lowlevel.Task] = {}
         self._in_transit = 0
+        self._failed = False
         self._start = 0
         self._arrived: list[bool] = []
         self._last: int | None = None
@@ -188,19 +203,29 @@ class ControlledScheduler:
         self._last = None
         self.clock += 1
         self._start = self.clock
-        with mm.yield_hooks(async_=self._hook):
-            async with trio.open_nursery() as nursery:
-                for i, body in enumerate(bodies):
-                    nursery.start_soon(self._task, i, body)
-        self._ids.clear()
+        self._failed = False
+        try:
+            with mm.yield_hooks(async_=self._hook):
+                async with trio.open_nursery() as nursery:
+                    for i, body in enumerate(bodies):
+                        nursery.start_soon(self._task, i, body)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        finally:
+            self._ids.clear()
+            self._parked.clear()
+            self._blocked.clear()
 
     async def _task(self, i: int, body: Callable[[], Awaitable[None]]) -> None:
         self._ids[trio.lowlevel.current_task()] = i
         try:
             await body()
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             self._stopped(i)
-            if self._in_transit == 0:
+            if self._in_transit == 0 and not self._failed:
                 if self._parked:
                     self._grant(self._decide())
                 elif self._blocked:
@@ -212,25 +237,39 @@ class ControlledScheduler:
             self._arrived[i] = True
             self._in_transit -= 1
 
+    def _abort(self, i: int) -> trio.lowlevel.Abort:
+        """Parked or blocked task i is cancelled: the round is over, stop scheduling it."""
+        self._failed = True
+        self._parked.pop(i, None)
+        self._blocked.pop(i, None)
+        return trio.lowlevel.Abort.SUCCEEDED
+
     async def _hook(self, name: str) -> None:
         task = trio.lowlevel.current_task()
         i = self._ids.get(task)
         if i is None:  # a serial call outside a round: nothing to schedule
             return
+        if self._failed:  # the round is being torn down: just be cancellable
+            await trio.lowlevel.checkpoint()
+            return
         self._parked[i] = task
         self._stopped(i)
         if self._in_transit:
-            await trio.lowlevel.wait_task_rescheduled(_abort)
+            await trio.lowlevel.wait_task_rescheduled(lambda _: self._abort(i))
             return
         chosen = self._decide()
         if chosen == i:
             del self._parked[i]
             return
         self._grant(chosen)
-        await trio.lowlevel.wait_task_rescheduled(_abort)
+        await trio.lowlevel.wait_task_rescheduled(lambda _: self._abort(i))
 
     def _decide(self) -> int:
-        chosen = self.strategy.choose(sorted(self._parked), self._last)
+        try:
+            chosen = self.strategy.choose(sorted(self._parked), self._last)
+        except BaseException:
+            self._failed = True
+            raise
         self.choices.append(chosen)
         self._last = chosen
         self.clock += 1
@@ -241,13 +280,15 @@ class ControlledScheduler:
 
     async def block(self, i: int) -> None:
         """Task i found the lock held: it waits, not runnable, until `unblock`."""
+        if self._failed:
+            await trio.lowlevel.checkpoint()
         self._blocked[i] = trio.lowlevel.current_task()
         self._stopped(i)
         if not self._in_transit:
             if not self._parked:
                 raise Deadlock(f"task {i} waits for a lock and no other task can run")
             self._grant(self._decide())
-        await trio.lowlevel.wait_task_rescheduled(_abort)
+        await trio.lowlevel.wait_task_rescheduled(lambda _: self._abort(i))
 
     def pick(self, candidates: Sequence[int]) -> int:
         """A recorded decision among `candidates` (e.g. which waiter gets a released lock)."""

@@ -15,15 +15,6 @@ SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
 
 
-def _mode_verdict(stats: RunStats, mode: str) -> str:
-    verdicts = {v for (_, v, _) in stats.grades[mode]}
-    if "FORBIDDEN" in verdicts:
-        return "FORBIDDEN"
-    if verdicts & {"UNKNOWN", "UNSPECIFIED"} or not verdicts:
-        return UNKNOWN
-    return "INTERESTING" if "INTERESTING" in verdicts else "ACCEPTABLE"
-
-
 def build_summary(
     config: RunConfig,
     stats: RunStats,
@@ -36,18 +27,7 @@ def build_summary(
 ) -> dict[str, Any]:
     """Everything the run found, as one JSON-able dict."""
     out = config.out
-    grading: dict[str, Any] = {}
-    for mode in MODES:
-        outcomes = [
-            {"key": key, "verdict": verdict, "description": description, "rounds": n}
-            for (key, verdict, description), n in stats.grades[mode].most_common()
-        ]
-        grading[mode] = {
-            "verdict": _mode_verdict(stats, mode),
-            "forbidden_rounds": stats.bad_rounds[mode],
-            "first_forbidden_round": stats.first_bad_round[mode],
-            "outcomes": outcomes,
-        }
+    grading: dict[str, Any] = stats.grader.to_json() if stats.grader else {}
     check = judgement.check
     replay = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
     return {
@@ -124,8 +104,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         check_line += f": {c['reason']}"
     lines.append(check_line + f"   ({c['operations']} ops, {c['seconds']:.2f} s)")
     for mode in MODES:
-        g = s["grading"][mode]
-        top = ", ".join(f"{o['key']} ×{o['rounds']} {o['verdict']}" for o in g["outcomes"][:3])
+        g = s["grading"].get(mode)
+        if g is None:
+            continue
+        top = ", ".join(f"{o['outcome']} ×{o['count']} {o['grade']}" for o in g["outcomes"][:3])
         more = len(g["outcomes"]) - 3
         if more > 0:
             top += f", … {more} more"

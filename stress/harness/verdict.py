@@ -135,17 +135,22 @@ def judge(stats: RunStats, check: CheckSummary) -> Judgement:
         violations.append(f"linearizability: {check.reason or 'no atomic order explains it'}")
     elif check.verdict != OK:
         unknowns.append(f"checker could not judge: {check.reason}")
-    strict = stats.grades["strict"]
-    forbidden = sum(n for (_, v, _), n in strict.items() if v == "FORBIDDEN")
-    if forbidden:
-        first = stats.first_bad_round["strict"]
-        violations.append(f"grading: {forbidden} round(s) FORBIDDEN (first: round {first})")
-    unspecified = sum(n for (_, v, _), n in strict.items() if v == grading.UNSPECIFIED)
-    if unspecified:
-        unknowns.append(f"grading: {unspecified} round(s) match no grade of the workload")
-    ungraded = sum(n for (_, v, _), n in strict.items() if v == grading.UNKNOWN)
-    if ungraded:
-        unknowns.append(f"grading: {ungraded} round(s) could not be judged")
+    rows = stats.grader.rows("strict") if stats.grader else []
+    counts = {grade: 0 for grade in ("FORBIDDEN", grading.UNSPECIFIED, grading.UNKNOWN)}
+    for row in rows:
+        if row["grade"] in counts:
+            counts[row["grade"]] += row["count"]
+    if counts["FORBIDDEN"]:
+        first = stats.first_forbidden_round
+        violations.append(
+            f"grading: {counts['FORBIDDEN']} round(s) FORBIDDEN (first: round {first})"
+        )
+    if counts[grading.UNSPECIFIED]:
+        violations.append(
+            f"grading: {counts[grading.UNSPECIFIED]} round(s) match no grade of the workload"
+        )
+    if counts[grading.UNKNOWN]:
+        unknowns.append(f"grading: {counts[grading.UNKNOWN]} round(s) could not be judged")
     if stats.problem_count:
         unknowns.append(f"{stats.problem_count} harness problem(s), first: {stats.problems[0]}")
     if stats.interrupted:
