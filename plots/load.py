@@ -13,6 +13,7 @@ from plots.data import MutantResult, SweepData, SweepPoint
 from stress.errors import UsageError
 
 SWEEP_FILE = "sweep.json"
+MUTANTS_FILE = "mutants.json"
 SWEEP_KEY = "mmrace_sweep"
 MUTANTS_KEY = "mmrace_mutants"
 FORMAT_VERSION = 1

@@ -41,11 +41,13 @@ def wins_per_task(ax: Axes, wins: tuple[int, ...], note: str | None = None) -> A
         ax.set_xticks(tasks)
     ax.set_xlim(-0.6, max(len(wins), 1) - 0.4)
     ax.legend(loc="upper right")
+    top = max([*wins, 1])
+    ax.set_ylim(0, top * 1.2)  # headroom for the legend
     if note:
         ax.text(
             0.02, 0.97, note, transform=ax.transAxes, va="top", ha="left", fontsize=8, bbox=NOTE_BOX
         )
-        ax.set_ylim(0, max([*wins, 1]) * 1.45)
+        ax.set_ylim(0, top * 1.45)
     return ax
 
 

@@ -49,7 +49,7 @@ def style() -> Iterator[None]:
 
 def new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
     """A figure on the Agg canvas (call inside `style()`)."""
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -123,9 +123,7 @@ def mutant_layouts(
 
 
 def _one(fig: Figure, draw: Callable[[Any], Any]) -> None:
-    ax = fig.add_subplot()
-    draw(ax)
-    fig.tight_layout()
+    draw(fig.add_subplot())  # laid out when saved: the figure's layout is "constrained"
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from plots.data import (
     scheduler_note,
 )
 from plots.style import CONFLICT_COLOR, GRADE_COLORS, LINEARIZED_COLOR
+from stress.errors import UsageError
 
 
 @pytest.fixture
@@ -235,3 +237,21 @@ def test_figures_need_no_pyplot() -> None:
         fig = save.new_figure()
     assert isinstance(fig, Figure)
     assert type(fig.canvas).__name__ == "FigureCanvasAgg"
+
+
+def test_mutants_file_round_trip_and_plot_command(tmp_path: Path) -> None:
+    from plots.load import MUTANTS_FILE, load_mutants, mutants_to_json
+    from stress.cli import main
+
+    results = (
+        MutantResult("torn-check", "random", 100, 7),
+        MutantResult("torn-check", "pct", 100, None),
+    )
+    path = tmp_path / MUTANTS_FILE
+    path.write_text(json.dumps(mutants_to_json(results)), encoding="utf-8")
+    assert load_mutants(path) == results
+    assert main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "plots" / "detection.png").read_bytes()[:4] == b"\x89PNG"
+    path.write_text('{"mmrace_mutants": 1, "results": [{"variant": 3}]}', encoding="utf-8")
+    with pytest.raises(UsageError, match=r"results\[0\]: 'variant' has the wrong type"):
+        load_mutants(path)
