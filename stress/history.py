@@ -9,6 +9,7 @@ checker: `Call` converts to and from `mm.Op` lazily.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -335,6 +336,12 @@ class HistoryReader:
     trailer: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[Operation]:
+        for fields in self.records():
+            yield Operation(*fields)
+
+    def records(self) -> Iterator[tuple[int, Call, int | None, int, int | None, int]]:
+        """The operations as plain tuples ``(task, op, result, call, ret, round)``: the
+        fields of `Operation` in order, without building the record (faster in bulk)."""
         calls: dict[tuple[Any, ...], Call] = {}
         path = self.path
         count = 0
@@ -389,16 +396,14 @@ class HistoryReader:
                         if c is None:
                             c = calls[key] = Call(kind, addr, length, prot, flags, fd, offset)
                         count += 1
-                        yield Operation(task, c, result, call, ret, rnd)
+                        yield task, c, result, call, ret, rnd
                         continue
                     op = parse_operation(d, f"{path}:{self.lineno}")
                     c = op.op
                     key = (c.kind, c.addr, c.length, c.prot, c.flags, c.fd, c.offset)
-                    shared = calls.setdefault(key, c)
-                    if shared is not c:
-                        op = Operation(op.task, shared, op.result, op.call, op.ret, op.round)
+                    c = calls.setdefault(key, c)
                     count += 1
-                    yield op
+                    yield op.task, c, op.result, op.call, op.ret, op.round
                     continue
                 self._record(d, f"{path}:{self.lineno}", count)
         finally:
@@ -487,4 +492,10 @@ def read_history(path: Path | str) -> tuple[Header, HistoryReader]:
 def load_history(path: Path | str) -> tuple[Header, list[Operation]]:
     """Read a whole history into memory."""
     header, reader = read_history(path)
-    return header, list(reader)
+    enabled = gc.isenabled()
+    gc.disable()  # many small acyclic objects: spare the cyclic GC's rescans
+    try:
+        return header, list(reader)
+    finally:
+        if enabled:
+            gc.enable()

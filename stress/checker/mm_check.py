@@ -4,20 +4,22 @@
 definite double win, only the round that holds it is searched: the race pass's argument holds
 for that round's sub-history as well (fewer munmaps can only remove explanations), so the
 search's counterexample on it is a true one, and the whole history violates by the race pass's
-argument. Otherwise the whole history is searched within the time budget.
+argument. Otherwise the history is partitioned (`mm_partition`), each part that a direct order
+explains (`witness`) is done, and the engine searches the rest within the time budget.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 import mm
-from stress.checker import CheckResult, Event, Verdict, check
+from stress.checker import BaseModel, CheckResult, Event, Verdict, check
 from stress.checker.mm_model import MmModel
-from stress.checker.mm_partition import is_nonfixed_mmap, span
+from stress.checker.mm_partition import is_nonfixed_mmap, partition, span
 from stress.checker.race_pass import race_pass
 
 
@@ -49,9 +51,26 @@ def check_events(
                 counterexample=confirmed.counterexample,
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
+    parts = partition(events, params)
+    rest = [part for part in parts if not witness(model, part)]
     budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-    result = check(model, events, timeout=budget, workers=workers)
-    result = attrs.evolve(result, seconds=time.monotonic() - start, reason=result.reason + note)
+    flat = [e for part in rest for e in part]
+    result = check(_Split(model, rest), flat, timeout=budget, workers=workers)
+    direct = len(parts) - len(rest)
+    reason = result.reason
+    if result.verdict is Verdict.OK:
+        reason = (
+            f"all {len(parts)} partitions linearizable ({direct} by a direct order, "
+            f"{len(rest)} by search)"
+        )
+    result = attrs.evolve(
+        result,
+        operations=len(events),
+        partitions=len(parts),
+        partitions_checked=result.partitions_checked + direct,
+        seconds=time.monotonic() - start,
+        reason=reason + note,
+    )
     if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
         guess = [
             e for e in result.counterexample.events if e.ret is None and is_nonfixed_mmap(e.input)
@@ -67,6 +86,76 @@ def check_events(
                 ),
             )
     return result
+
+
+def witness(model: MmModel, part: Sequence[Event]) -> bool:
+    """Is there an obvious linearization? Call order, pending calls left out, except that a
+    call that is illegal in turn may wait for a later-invoked call that is legal now and that
+    no waiting call had to precede (real time). True proves the part linearizable; False only
+    means the search must decide."""
+    order = sorted(part, key=_by_call)
+    n = len(order)
+    done = [False] * n
+    state = model.init()
+    step = model.step
+    k = 0
+    while k < n:
+        e = order[k]
+        if done[k] or e.ret is None:
+            k += 1
+            continue
+        after = step(state, e.input, e.output)
+        if after is not None:
+            state = after
+            done[k] = True
+            k += 1
+            continue
+        # promote the first later call that is legal now and may come before the waiting ones
+        bound = e.ret
+        for j in range(k + 1, n):
+            f = order[j]
+            if f.call > bound:
+                return False
+            if done[j]:
+                continue
+            if f.ret is None:
+                continue
+            after = step(state, f.input, f.output)
+            if after is not None:
+                state = after
+                done[j] = True
+                break
+            if f.ret < bound:
+                bound = f.ret
+        else:
+            return False
+    return True
+
+
+def _by_call(e: Event) -> int:
+    return e.call
+
+
+class _Split(BaseModel):
+    """``model`` with a precomputed partition, for the engine's one `partition` call; it
+    pickles as the plain model (worker processes never partition)."""
+
+    def __init__(self, model: MmModel, parts: list[list[Event]]) -> None:
+        self.model = model
+        self.parts = parts
+        self.init = model.init  # type: ignore[method-assign]
+        self.step = model.step  # type: ignore[method-assign]
+        self.pending_outcomes = model.pending_outcomes  # type: ignore[method-assign]
+        self.is_observer = model.is_observer  # type: ignore[method-assign]
+        self.describe_operation = model.describe_operation  # type: ignore[method-assign]
+        self.describe_state = model.describe_state  # type: ignore[method-assign]
+        self.explain = model.explain  # type: ignore[method-assign]
+
+    def partition(self, events: Sequence[Event]) -> list[list[Event]]:
+        return self.parts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MmModel, (self.model.params,))
 
 
 def _round_of(

@@ -14,7 +14,8 @@ found is a real order) but a VIOLATION might be explained by another placement, 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+import gc
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -26,7 +27,8 @@ from stress.checker import mm_partition as _part
 _FIXED = mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE
 # step cache shared by every model with the same params (and kept across partitions, also in
 # worker processes): a race history repeats the same few (state, op, result) triples.
-_CACHES: dict[mm.Params, dict[tuple[Any, ...], Any]] = {}
+# Keyed by id(params) and holding the params object, so that a lookup costs no hashing.
+_CACHES: dict[int, tuple[mm.Params, dict[tuple[Any, ...], Any]]] = {}
 _CACHE_LIMIT = 200_000
 _ILLEGAL = object()
 
@@ -41,9 +43,10 @@ class MmModel(BaseModel):
         return mm.State.empty()
 
     def step(self, state: Any, input: Any, output: Any) -> Hashable | None:
-        cache = _CACHES.get(self.params)
-        if cache is None:
-            cache = _CACHES[self.params] = {}
+        entry = _CACHES.get(id(self.params))
+        if entry is None or entry[0] is not self.params:
+            entry = _CACHES[id(self.params)] = (self.params, {})
+        cache = entry[1]
         key = (state, input, output)
         after = cache.get(key)
         if after is None:
@@ -96,17 +99,32 @@ def describe_state(state: mm.State, limit: int = 6) -> str:
 def to_events(ops: Iterable[Any]) -> tuple[list[Event], list[int]]:
     """Engine events and their rounds from `stress.history.Operation` records (identical calls
     share one `mm.Op`)."""
-    cache: dict[Any, mm.Op] = {}
-    events = []
+    cache: dict[int, mm.Op] = {}  # by identity: the reader shares equal calls
+    keep: list[Any] = []  # keeps the calls alive so that identities stay unique
+    events: list[Event] = []
     rounds = []
-    for o in ops:
-        c = o.op
-        op = cache.get(c)
-        if op is None:
-            op = cache[c] = c.to_op()
-        events.append(Event(o.task, op, o.result, o.call, o.ret))
-        rounds.append(o.round)
+    # A million small acyclic objects: the cyclic GC would rescan them again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        records = ops.records() if hasattr(ops, "records") else _fields(ops)
+        append = events.append
+        for task, c, result, call, ret, rnd in records:
+            op = cache.get(id(c))
+            if op is None:
+                op = cache[id(c)] = c.to_op()
+                keep.append(c)
+            append(Event(task, op, result, call, ret))
+            rounds.append(rnd)
+    finally:
+        if enabled:
+            gc.enable()
     return events, rounds
+
+
+def _fields(ops: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+    for o in ops:
+        yield o.task, o.op, o.result, o.call, o.ret, o.round
 
 
 def params_of(header: Any) -> mm.Params:

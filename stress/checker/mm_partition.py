@@ -46,6 +46,7 @@ GUARD_GAP_PAGES = 256
 _FIXED = mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE
 
 Range = tuple[int, int]
+SMALL = 256  # segments this small are not split further
 COUPLES = None  # footprint value: depends on the whole address space
 
 
@@ -108,16 +109,23 @@ def created(op: mm.Op, result: int | None, params: mm.Params) -> Range | None:
     return span(op, params)
 
 
+def _merge(ranges: list[Range]) -> list[Range]:
+    """The union of ranges as sorted disjoint ranges (touching ones joined)."""
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            if hi > merged[-1][1]:
+                merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
 def _covered(ranges: list[Range], cover: list[Range]) -> bool:
     """Is every range inside the union of ``cover``?"""
     if not ranges:
         return True
-    merged: list[list[int]] = []
-    for lo, hi in sorted(cover):
-        if merged and lo <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
+    merged = _merge(cover)
     starts = [m[0] for m in merged]
     for lo, hi in ranges:
         if lo >= hi:
@@ -130,7 +138,7 @@ def _covered(ranges: list[Range], cover: list[Range]) -> bool:
 
 def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
     """Split at clean cuts (see the module docstring); each segment starts from empty."""
-    order = sorted(events, key=lambda e: e.call)
+    order = sorted(events, key=_by_call)
     segments: list[list[Event]] = []
     current: list[Event] = []
     made: list[Range] = []  # ranges mmaps of the current segment may have mapped
@@ -138,34 +146,57 @@ def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event
     max_ret = -1
     n = len(order)
     inf = 1 << 126
+    # per (call, result): the range it may map, or a munmap's range (keyed by identity: the
+    # events keep the ops alive for the duration of this call)
+    memo: dict[tuple[int, int | None], tuple[bool, Range | None]] = {}
+    compact_at = 64  # keep `made` merged so that a long segment stays cheap to test
     for k, e in enumerate(order):
         op = e.input
-        serial = e.call > max_ret
-        if serial and e.ret is not None and op.kind == "munmap" and e.output == 0:
-            trail.append(span(op, params))
+        ret = e.ret
+        out = None if ret is None else e.output
+        key = (id(op), out)
+        info = memo.get(key)
+        if info is None:
+            if op.kind == "munmap" and out == 0:
+                info = memo[key] = (True, span(op, params))
+            elif ret is None and is_nonfixed_mmap(op):
+                info = memo[key] = (False, (0, U64))  # may have mapped anywhere
+            else:
+                info = memo[key] = (False, created(op, out, params))
+        unmaps, rng = info
+        if unmaps and e.call > max_ret:
+            trail.append(rng)  # type: ignore[arg-type]
         else:
-            trail = []
-            c = created(op, e.output if e.ret is not None else None, params)
-            if c is not None:
-                made.append(c)
-            elif e.ret is None and is_nonfixed_mmap(op):
-                made.append((0, U64))  # may have mapped anywhere: never covered
+            if trail:
+                trail = []
+            if rng is not None and not unmaps:
+                made.append(rng)
+                if len(made) > compact_at:
+                    made = _merge(made)
+                    compact_at = 2 * len(made) + 64
         current.append(e)
-        ret = inf if e.ret is None else e.ret
-        if ret > max_ret:
+        if ret is None:
+            max_ret = inf
+        elif ret > max_ret:
             max_ret = ret
-        nxt = order[k + 1] if k + 1 < n else None
-        if nxt is None or not trail or max_ret >= nxt.call:
+        if not trail or k + 1 == n:
             continue
-        nop = nxt.input
-        if nxt.ret is not None and nop.kind == "munmap" and nxt.output == 0:
+        nxt = order[k + 1]
+        if max_ret >= nxt.call:
+            continue
+        if nxt.ret is not None and nxt.input.kind == "munmap" and nxt.output == 0:
             continue  # the next one extends the trail: decide after it
         if _covered(made, trail):
             segments.append(current)
             current, made, trail = [], [], []
+            compact_at = 64
     if current:
         segments.append(current)
     return segments
+
+
+def _by_call(e: Event) -> int:
+    return e.call
 
 
 def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]] | None:
@@ -215,10 +246,14 @@ def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]] 
 
 
 def partition(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
-    """Time cuts, then footprint components inside each segment, then time cuts again."""
+    """Time cuts, then footprint components inside each segment, then time cuts again.
+
+    Segments of at most `SMALL` events stay whole (a coarser partition is always sound, and a
+    small part is cheaper to search than to split).
+    """
     parts: list[list[Event]] = []
     for segment in time_segments(events, params):
-        if 2 * len(segment) >= params.max_map_count:
+        if len(segment) <= SMALL or 2 * len(segment) >= params.max_map_count:
             parts.append(segment)
             continue
         groups = components(segment, params)
