@@ -236,7 +236,8 @@ def _outcomes(summary: dict[str, Any], where: str) -> tuple[tuple[OutcomeRow, ..
 
 
 def _grading_check(name: str, mode: Any) -> Check:
-    """FAIL on a FORBIDDEN round; UNKNOWN when some round could not be graded."""
+    """FAIL on a FORBIDDEN or UNSPECIFIED round (a hole in the workload fails a run, as in
+    `stress.harness.verdict.judge`); UNKNOWN when some round could not be graded."""
     mode = mode if isinstance(mode, dict) else {}
     verdict = str(mode.get("verdict", "UNKNOWN"))
     rows = _rows(mode)
@@ -255,6 +256,9 @@ def _grading_check(name: str, mode: Any) -> Check:
         interesting = sum(r.count for r in rows if r.grade == "INTERESTING")
         note = f", {interesting} round(s) INTERESTING" if interesting else ""
         return Check(name, PASS, f"no forbidden outcome{note}")
+    unspecified = sum(r.count for r in rows if r.grade == "UNSPECIFIED")
+    if verdict == "UNSPECIFIED" or unspecified:
+        return Check(name, FAIL, f"{unspecified} round(s) match no grade of the workload")
     if not mode:
         return Check(name, UNKNOWN, "no grading recorded")
     return Check(name, UNKNOWN, f"could not grade every round ({verdict})")

@@ -323,3 +323,20 @@ def test_bad_run_directories_are_usage_errors(
     (tmp_path / "summary.json").write_text('{"verdict": "OK"}', encoding="utf-8")
     assert _mmrace("plot", str(tmp_path)) == 2
     assert "not an mmrace summary" in capsys.readouterr().err
+
+
+def test_grading_checks_from_summary_rows() -> None:
+    from plots.rundir import _grading_check
+
+    def mode(verdict: str, *grades: tuple[str, int]) -> dict[str, object]:
+        rows = [{"outcome": "k", "grade": g, "count": n, "first_round": 4} for g, n in grades]
+        return {"verdict": verdict, "outcomes": rows}
+
+    ok = _grading_check("g", mode("OK", ("ACCEPTABLE", 5), ("INTERESTING", 2)))
+    assert (ok.status, ok.message) == (PASS, "no forbidden outcome, 2 round(s) INTERESTING")
+    bad = _grading_check("g", mode("FORBIDDEN", ("ACCEPTABLE", 5), ("FORBIDDEN", 3)))
+    assert (bad.status, bad.message) == (FAIL, "3 round(s) FORBIDDEN (first: round 4)")
+    hole = _grading_check("g", mode("UNSPECIFIED", ("UNSPECIFIED", 1)))
+    assert hole.status == FAIL and "no grade" in hole.message
+    assert _grading_check("g", mode("UNKNOWN", ("UNKNOWN", 1))).status == UNKNOWN
+    assert _grading_check("g", None).status == UNKNOWN
