@@ -1,0 +1,214 @@
+"""The worker loop: N OS threads that run one round of planned calls each, released together.
+
+Shared by the in-process kernel target (`stress.harness.kernel`), the sync plug-in target and
+the agent child (`python -m stress.agent`). The threads are created once and reused for every
+round; each round they wait at a start gate, run their own list of calls back to back and
+record each call's result and monotonic call/return nanoseconds into their own buffer (no
+shared structure is touched while the race runs); the last thread to finish reports the end.
+
+`start(plans, on_done)` never blocks (a trio thread may call it; `on_done` then hands the end
+back with `TrioToken.run_sync_soon`); `run_round(plans)` is the blocking form.
+
+Start gates:
+- ``"barrier"``: a condition variable broadcast (how `threading.Barrier` releases its
+  parties), the default;
+- ``"spin"``: workers poll a round counter, giving the GIL away (`time.sleep(0)`) each turn;
+- ``"hybrid"``: the broadcast, then each worker waits (polling) until all have woken, so no
+  thread starts its calls before every other one is runnable.
+docs/targets.md gives the measured overlap of each.
+
+A call that raises is recorded as pending (result None) and ends that thread's round; the
+first exception is re-raised by `results()` / `run_round`. This module imports nothing from
+the rest of mmrace: it also runs inside emulators and sandboxes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+# One planned call: a function and its arguments (already bound, so the hot loop does no lookups).
+Call = tuple[Callable[..., int], tuple[Any, ...]]
+# One recorded call: (result or None if it raised, call ns, return ns or None if it raised).
+Record = tuple[int | None, int, int | None]
+
+GATES = ("barrier", "spin", "hybrid")
+
+
+class WorkerError(Exception):
+    """A call raised inside a worker thread; ``task`` names the thread, ``__cause__`` the error."""
+
+    def __init__(self, task: int, exc: BaseException) -> None:
+        super().__init__(f"task {task}: {type(exc).__name__}: {exc}")
+        self.task = task
+
+
+class WorkerPool:
+    """`threads` reusable OS threads; each round thread i runs `plans[i]` (see module doc).
+
+    `init(index)` runs first in each new thread (e.g. to install a yield hook, which lives in a
+    context variable and so must be set per thread). One round at a time.
+    """
+
+    def __init__(
+        self,
+        threads: int,
+        *,
+        gate: str = "barrier",
+        init: Callable[[int], None] | None = None,
+        name: str = "mmrace-worker",
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads: need at least 1, got {threads}")
+        if gate not in GATES:
+            raise ValueError(f"gate: {gate!r} is not one of {', '.join(GATES)}")
+        self.threads = threads
+        self.gate = gate
+        self._init = init
+        self._cond = threading.Condition(threading.Lock())
+        self._generation = 0
+        self._closing = False
+        self._busy = False
+        self._plans: Sequence[Sequence[Call]] = ()
+        self._records: list[list[Record]] = []
+        self._errors: list[BaseException | None] = []
+        self._left = 0
+        self._woken: itertools.count[int] = itertools.count()
+        self._on_done: Callable[[], None] = _nothing
+        self._workers = [
+            threading.Thread(target=self._main, args=(i,), name=f"{name}-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    # --- coordinator side ------------------------------------------------------------------
+
+    def start(self, plans: Sequence[Sequence[Call]], on_done: Callable[[], None]) -> None:
+        """Release a round (never blocks); the last worker to finish calls `on_done()`."""
+        if len(plans) > self.threads:
+            raise ValueError(f"{len(plans)} task plans for {self.threads} worker threads")
+        if self._closing or self._busy:
+            raise RuntimeError("worker pool is closed" if self._closing else "round in progress")
+        self._busy = True
+        self._plans = plans
+        self._records = [[] for _ in range(self.threads)]
+        self._errors = [None] * self.threads
+        self._left = self.threads
+        self._woken = itertools.count(1)
+        self._on_done = on_done
+        with self._cond:
+            self._generation += 1
+            if self.gate != "spin":
+                self._cond.notify_all()
+
+    def results(self) -> list[list[Record]]:
+        """The finished round's records (raises `WorkerError` for the first call that raised)."""
+        for task, error in enumerate(self._errors):
+            if error is not None:
+                raise WorkerError(task, error) from error
+        return self._records
+
+    @property
+    def last_records(self) -> list[list[Record]]:
+        """The last round's records, including those of a round that raised."""
+        return self._records
+
+    def run_round(self, plans: Sequence[Sequence[Call]]) -> list[list[Record]]:
+        """Blocking form of `start` + wait + `results`."""
+        done = threading.Event()
+        self.start(plans, done.set)
+        done.wait()
+        return self.results()
+
+    def close(self) -> None:
+        """Stop and join the threads (idempotent; not during a round)."""
+        if self._closing:
+            return
+        self._closing = True
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join()
+
+    # --- worker side -----------------------------------------------------------------------
+
+    def _main(self, index: int) -> None:
+        if self._init is not None:
+            self._init(index)
+        seen = 0
+        cond = self._cond
+        while True:
+            if self.gate == "spin":
+                while self._generation == seen:
+                    time.sleep(0)
+            else:
+                with cond:
+                    while self._generation == seen:
+                        cond.wait()
+            seen = self._generation
+            if self._closing:
+                return
+            if self.gate == "hybrid":
+                woken, target = self._woken, self.threads
+                while next(woken) < target:
+                    time.sleep(0)
+            plans = self._plans
+            if index < len(plans):
+                self._run(index, plans[index])
+            with cond:
+                self._left -= 1
+                last = self._left == 0
+                if last:
+                    self._busy = False
+            if last:
+                self._on_done()
+
+    def _run(self, index: int, calls: Sequence[Call]) -> None:
+        out = self._records[index]
+        clock = time.monotonic_ns
+        for fn, args in calls:
+            call = clock()
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # recorded, re-raised by results()
+                out.append((None, call, None))
+                self._errors[index] = exc
+                return
+            out.append((result, call, clock()))
+
+
+def _nothing() -> None:
+    pass
+
+
+def op_args(op: Any) -> tuple[int, ...]:
+    """The positional arguments of a call for an op-like value (kind, addr, length, prot, flags)."""
+    if op.kind == "mmap":
+        return (op.addr, op.length, op.prot, op.flags)
+    if op.kind == "munmap":
+        return (op.addr, op.length)
+    return (op.addr, op.length, op.prot)
+
+
+def overlap(records: Sequence[Sequence[Record]]) -> int:
+    """The largest number of calls of different threads in flight at one instant.
+
+    A call without a return time counts as in flight until the end of the round. 1 (or 0 for an
+    empty round) means the calls never overlapped: the gate did not make them race.
+    """
+    points: list[tuple[int, int]] = []
+    for task in records:
+        for _result, call, ret in task:
+            points.append((call, 1))
+            points.append((ret if ret is not None else 1 << 62, -1))
+    points.sort()  # at equal times the -1 (a return) sorts first: touching is not overlapping
+    best = live = 0
+    for _t, step in points:
+        live += step
+        best = max(best, live)
+    return best
