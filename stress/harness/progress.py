@@ -26,10 +26,9 @@ def _left(stats: RunStats) -> str:
 
 
 def _facts(stats: RunStats) -> str:
-    bad = stats.forbidden_rounds
     return (
         f"{stats.operations:,} ops  {stats.throughput:,.0f} ops/s  "
-        f"overlap {100 * stats.overlap_ratio:.0f}%  forbidden {bad}"
+        f"overlap {100 * stats.overlap_ratio:.0f}%  double wins {stats.double_wins}"
     )
 
 

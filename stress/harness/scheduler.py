@@ -168,6 +168,7 @@ class ControlledScheduler:
         self._parked: dict[int, trio.lowlevel.Task] = {}
         self._blocked: dict[int, trio.lowlevel.Task] = {}
         self._in_transit = 0
+        self.locks: list[SchedLock] = []
         self._failed = False
         self._start = 0
         self._arrived: list[bool] = []
@@ -204,6 +205,8 @@ class ControlledScheduler:
         self.clock += 1
         self._start = self.clock
         self._failed = False
+        for lock in self.locks:
+            lock.reset()
         try:
             with mm.yield_hooks(async_=self._hook):
                 async with trio.open_nursery() as nursery:
@@ -299,7 +302,14 @@ class ControlledScheduler:
 
     def unblock(self, i: int) -> None:
         """Task i may run again (it was handed the lock it waited for)."""
-        self._parked[i] = self._blocked.pop(i)
+        task = self._blocked.pop(i, None)
+        if task is not None:
+            self._parked[i] = task
+
+    @property
+    def failed(self) -> bool:
+        """The current round is being torn down (an error or a cancellation)."""
+        return self._failed
 
 
 class SchedLock:
@@ -314,6 +324,12 @@ class SchedLock:
         self.scheduler = scheduler
         self.holder: int | None = None
         self._waiters: list[int] = []
+        scheduler.locks.append(self)
+
+    def reset(self) -> None:
+        """Forget holder and waiters (a torn-down round may leave them behind)."""
+        self.holder = None
+        self._waiters.clear()
 
     async def __aenter__(self) -> None:
         me = self.scheduler.current()
@@ -330,8 +346,8 @@ class SchedLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._waiters:
-            self.holder = None
+        if not self._waiters or self.scheduler.failed:
+            self.reset()
             return
         chosen = self.scheduler.pick(self._waiters)
         self._waiters.remove(chosen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ import trio
 import workloads
 from stress.errors import UsageError
 from stress.harness._target import Target, TargetOptions
+from stress.harness.grade import grade_history
 from stress.harness.runner import RunConfig, RunStats, StopFlag, execute
 from stress.harness.summary import RUN_FILE, build_summary, write_summary
-from stress.harness.verdict import UNKNOWN, CheckSummary, check_history_file, judge
+from stress.harness.verdict import UNKNOWN, CheckSummary, check_operations, judge
+from stress.history import load_history
 
 WORKLOAD_COPY = "workload.toml"
 
@@ -97,10 +100,19 @@ def perform(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+    header, ops = load_history(config.out / "history.jsonl")
+    started = time.perf_counter()
+    stats.grader = grade_history(
+        config.workload, config.tasks, config.target.seed, target.params, stats, ops
+    )
+    stats.phases["grade"] = time.perf_counter() - started
+    started = time.perf_counter()
     try:
-        check = check_history_file(config.out / "history.jsonl", check_timeout)
+        check = check_operations(header, ops, check_timeout)
     except KeyboardInterrupt:
         check = CheckSummary(UNKNOWN, "check interrupted (Ctrl-C)", 0.0, 0, 0)
+    stats.phases["check"] = time.perf_counter() - started
+    del ops
     judgement = judge(stats, check)
     summary = build_summary(
         config,

@@ -50,6 +50,9 @@ def build_summary(
         "race_operations": stats.race_operations,
         "seconds": round(stats.seconds, 4),
         "throughput": round(stats.throughput, 1),
+        "phase_seconds": {name: round(v, 4) for name, v in stats.phases.items()},
+        "double_wins": stats.double_wins,
+        "first_double_win": stats.first_double_win,
         "overlap": {
             "rounds": stats.overlapped_rounds,
             "ratio": round(stats.overlap_ratio, 4),

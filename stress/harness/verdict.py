@@ -141,7 +141,7 @@ def judge(stats: RunStats, check: CheckSummary) -> Judgement:
         if row["grade"] in counts:
             counts[row["grade"]] += row["count"]
     if counts["FORBIDDEN"]:
-        first = stats.first_forbidden_round
+        first = min(r["first_round"] for r in rows if r["grade"] == "FORBIDDEN")
         violations.append(
             f"grading: {counts['FORBIDDEN']} round(s) FORBIDDEN (first: round {first})"
         )
