@@ -55,6 +55,13 @@ def _full(params: mm.Params) -> mm.State:
     return mm.State.of([mm.Mapping(0, params.task_size, 0, flags)])
 
 
+def args_decide(op: mm.Op, params: mm.Params) -> int | None:
+    """The result when the arguments alone decide it (the same with nothing and with
+    everything mapped), else None."""
+    empty = mm.plan(mm.State.empty(), params, op).result
+    return empty if mm.plan(_full(params), params, op).result == empty else None
+
+
 def is_nonfixed_mmap(op: mm.Op) -> bool:
     return op.kind == "mmap" and not op.flags & _FIXED
 
@@ -74,9 +81,7 @@ def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] |
         if result is None:
             return COUPLES
         if result < 0:
-            empty = mm.plan(mm.State.empty(), params, op).result
-            full = mm.plan(_full(params), params, op).result
-            return [] if empty == full == result else COUPLES
+            return [] if args_decide(op, params) == result else COUPLES
         lo, hi = span(op, params)
         length = hi - lo
         ranges = [(result, min(result + length, U64))]
