@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mm.variants
 from stress.errors import UsageError
-from stress.mutants import CellResult, MutantsReport, run_all
+from stress.mutants import STRATEGIES, CellResult, MutantsReport, run_all
 
 HELP = "run every bug variant through the catalog; check no correct target is flagged"
 
@@ -55,20 +55,20 @@ def parse_variants(text: str | None) -> tuple[str, ...]:
 
 
 def table(report: MutantsReport) -> str:
-    """The human-readable table: one line per variant, then the false-alarm check."""
-    lines = [
-        f"{'variant':<24} {'killed':<6} {'by (workload/strategy)':<30} {'rounds':>6} {'time':>8}"
-    ]
+    """The human-readable table: per variant, rounds to the first detection under each strategy
+    (best workload; "-" none), the fastest kill and its replay; then the false-alarm check."""
+    strategies = list(STRATEGIES)
+    head = "".join(f"{s:>8}" for s in strategies)
+    lines = [f"{'variant':<24} {'killed':<6}{head}  fastest (workload/strategy, time)"]
+    by_strategy = {(r["variant"], r["strategy"]): r["detected_at"] for r in report.results()}
     for v in report.variants:
         best = report.best(v)
+        cols = "".join(f"{by_strategy.get((v, s)) or '-':>8}" for s in strategies)
         if best is None:
-            tried = len(report.killers(v))
-            lines.append(f"{v:<24} {'NO':<6} {f'survived {tried} cells':<30}")
+            lines.append(f"{v:<24} {'NO':<6}{cols}  survived {len(report.killers(v))} cells")
             continue
-        by = f"{best.spec.workload}/{best.spec.strategy}"
-        lines.append(
-            f"{v:<24} {'yes':<6} {by:<30} {best.detected_at:>6} {best.seconds * 1000:>6.0f}ms"
-        )
+        fastest = f"{best.spec.workload}/{best.spec.strategy}, {best.seconds * 1000:.0f} ms"
+        lines.append(f"{v:<24} {'yes':<6}{cols}  {fastest}")
         lines.append(f"    {best.how}")
         lines.append(f"    replay: {best.replay}")
     median = report.median_seconds
