@@ -13,6 +13,7 @@ from stress.harness.verdict import OK, UNKNOWN, VIOLATION, Judgement
 SUMMARY_VERSION = 1
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
+LOW_OVERLAP = 0.1
 
 
 def build_summary(
@@ -29,12 +30,20 @@ def build_summary(
     out = config.out
     grading: dict[str, Any] = stats.grader.to_json() if stats.grader else {}
     check = judgement.check
+    warnings = []
+    if stats.rounds and stats.overlap_ratio < LOW_OVERLAP:
+        warnings.append(
+            f"only {stats.overlapped_rounds} of {stats.rounds} rounds really raced: the calls "
+            "rarely overlapped, so the run says little about the race (try more rounds, "
+            "another target or scheduler)"
+        )
     replay = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
     return {
         "mmrace_summary": SUMMARY_VERSION,
         "verdict": judgement.verdict,
         "exit_code": judgement.exit_code,
         "reasons": list(judgement.reasons),
+        "warnings": warnings,
         "target": target_name,
         "target_info": describe,
         "clock": clock,
@@ -121,6 +130,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"verdict    {mark.get(s['verdict'], s['verdict'])}")
     for reason in s["reasons"]:
         lines.append(f"           - {reason}")
+    for warning in s["warnings"]:
+        lines.append(f"warning    {warning}")
     if c["counterexample"]:
         lines.append("")
         lines.append("counterexample:")
