@@ -114,3 +114,14 @@ def test_ctrl_c_stops_cleanly_with_exit_3(tmp_path: Path) -> None:
     assert summary["interrupted"] == "interrupted (Ctrl-C)"
     assert summary["check"]["verdict"] == "OK" and summary["rounds"] > 0
     assert summary["operations"] == summary["check"]["operations"]
+
+
+def test_bug_variant_is_found_and_replayed(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "bug"
+    argv = ["run", "--out", str(out), "--no-progress", "--variant", "check-then-act"]
+    assert main([*argv, "--tasks", "4", "--rounds", "10", "--seed", "2"]) == 1
+    text = capsys.readouterr().out
+    assert "verdict    VIOLATION" in text and "counterexample:" in text
+    assert f"reproduce: mmrace replay {out}" in text
+    assert main(["replay", str(out), "--no-progress"]) == 1
+    assert "identical to the original" in capsys.readouterr().out
