@@ -115,9 +115,9 @@ def counterexample_lines(model: MmModel, cx: Counterexample, original: int | Non
             lines.append(
                 f"  {n}. [{k}] task {events[k].task}: {model.describe_operation(events[k])}"
             )
+        lines.append("then no call can come next:")
     else:
-        lines.append("no call can even come first.")
-    lines.append("then no call can come next:")
+        lines.append("no call can come first:")
     for k, why in cx.stuck:
         lines.append(f"  - [{k}] {why}")
     return lines

@@ -282,3 +282,19 @@ def test_fast_paths_agree_with_the_plain_search(seed: int, monkeypatch: pytest.M
     plain = check(MODEL, events, partitioned=False, workers=1).verdict
     fast = check_events(PARAMS, events, workers=1).verdict
     assert fast is plain or (fast is Verdict.UNKNOWN and plain is Verdict.VIOLATION)
+
+
+def test_check_events_searches_the_parts_without_a_direct_order_in_a_pool() -> None:
+    """A pending probe explains a later EEXIST: no direct order (pending calls are left out),
+    so these parts go to the search, here in worker processes (the model must pickle)."""
+    events = []
+    for k in range(300):
+        addr = B + 4 * k * P
+        events.append(ev(2 * k, nr(addr), None, k, None))
+        events.append(ev(2 * k + 1, nr(addr), -mm.EEXIST, 1000 + k, 1010 + k))
+    result = check_events(PARAMS, events, workers=2)
+    assert result.verdict is Verdict.OK
+    assert result.partitions == 300
+    assert "0 by a direct order, 300 by search" in result.reason
+    events[-1] = ev(9, nr(B + 4000 * P), -mm.EEXIST, 5000, 5010)  # nothing explains this one
+    assert check_events(PARAMS, events, workers=2).verdict is Verdict.VIOLATION
