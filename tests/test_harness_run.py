@@ -13,7 +13,7 @@ from stress.harness.model import ModelTarget
 from stress.harness.runner import RunConfig, RunStats, StopFlag, execute
 from stress.harness.session import perform, save_run_json
 from stress.harness.threads import ThreadsTarget
-from stress.history import load_history
+from stress.history import load_history, read_history
 from tests.test_harness_scheduler import RacyTrioCore
 
 
@@ -60,8 +60,12 @@ def test_threads_target_with_noise_judges_ok(tmp_path: Path) -> None:
     summary = perform(cfg, ThreadsTarget(cfg.target), check_timeout=30, handle_sigint=False)
     assert summary["verdict"] == "OK", summary["reasons"]
     assert summary["clock"] == "ns" and summary["replay"] is None
-    _, ops = load_history(tmp_path / "thr" / "history.jsonl")
+    _, reader = read_history(tmp_path / "thr" / "history.jsonl")
+    ops = list(reader)
     assert len(ops) == 30 * 9 and all(op.call <= op.ret for op in ops if op.ret is not None)
+    # rounds that did not really race carry a round record saying so
+    not_raced = [r for r, d in reader.rounds.items() if d.get("overlapped") is False]
+    assert len(not_raced) == summary["rounds"] - summary["overlap"]["rounds"]
 
 
 def test_stop_request_keeps_and_checks_the_history(tmp_path: Path) -> None:

@@ -275,7 +275,9 @@ async def _rounds(
         for problem in race.problems:
             stats.note_problem(problem)
         if race.problems:
-            writer.write_round(r, problems=race.problems, overlapped=race.overlapped)
+            writer.write_round(r, overlapped=race.overlapped, problems=race.problems)
+        elif not race.overlapped:  # the exception worth a line: a round that did not race
+            writer.write_round(r, overlapped=False)
         stats.rounds = r + 1
         stats.operations += len(setup) + len(race.records) + len(cleanup)
         stats.race_operations += len(race.records)
