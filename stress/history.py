@@ -382,14 +382,10 @@ class HistoryReader:
                         and type(result) is int
                         and 0 <= call <= ret < _T_MAX
                         and MIN_RESULT <= result < U64
-                        and 0 <= task < U64
-                        and 0 <= rnd < U64
-                        and 0 <= addr < U64
-                        and 0 <= length < U64
-                        and 0 <= prot < U64
-                        and 0 <= flags < U64
+                        # all non-negative and below 2^64 at once (a negative one makes the
+                        # OR negative, and -1 >> 64 == -1)
+                        and (task | rnd | addr | length | prot | flags | offset) >> 64 == 0
                         and -1 <= fd < _FD_MAX
-                        and 0 <= offset < U64
                     ):
                         key = (kind, addr, length, prot, flags, fd, offset)
                         c = calls.get(key)
