@@ -29,6 +29,7 @@ import mm
 from stress.errors import UsageError
 from stress.harness._pool import run_round
 from stress.harness._target import Call, RaceOutcome, TargetOptions, really_raced
+from stress.harness.threads import noise_hook
 from stress.worker import Call as WorkerCall
 from stress.worker import Record, WorkerError, WorkerPool, op_args
 
@@ -108,20 +109,6 @@ def _check_result(spec: str, op: mm.Op, value: object) -> int:
     return value
 
 
-def _thread_noise(seed: int, task: int) -> Callable[[str], None]:
-    """A seeded sync hook: at about half the yield points, give the GIL (and CPU) away."""
-    rng = random.Random(f"{seed}:{task}")
-
-    def hook(name: str) -> None:
-        r = rng.random()
-        if r < NOISE_PROBABILITY / 2:
-            time.sleep(0)
-        elif r < NOISE_PROBABILITY:
-            time.sleep(rng.random() * 50e-6)
-
-    return hook
-
-
 def _trio_noise(seed: int) -> Callable[[str], Any]:
     """A seeded async hook: at about half the yield points, a trio checkpoint (or two)."""
     rng = random.Random(f"{seed}:trio")
@@ -155,13 +142,15 @@ class PluginTarget:
             "noise": self.noise,
         }
         self._pool: WorkerPool | None = None
+        # one seeded noise stream for the whole run (a fresh one per round would repeat)
+        self._async_hook = _trio_noise(self.seed) if self.noise and self.is_async else None
 
     async def open(self, tasks: int, space: Space) -> None:
         if not self.is_async:
             seed, noise = self.seed, self.noise
 
             def init(index: int) -> None:
-                mm.set_yield_hook(_thread_noise(seed, index) if noise else None)
+                mm.set_yield_hook(noise_hook(seed, index) if noise else None)
 
             self._pool = WorkerPool(tasks, init=init, name="mmrace-plugin")
 
@@ -222,8 +211,7 @@ class PluginTarget:
                     return
                 out.append(Call(task, op, _check_result(self.spec, op, value), call, clock()))
 
-        hook = _trio_noise(self.seed) if self.noise else None
-        with mm.yield_hooks(async_=hook):
+        with mm.yield_hooks(async_=self._async_hook):
             async with trio.open_nursery() as nursery:
                 for task, plan in enumerate(plans):
                     nursery.start_soon(one, task, plan)
