@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
+import mm
 import workloads
-from stress.harness import TargetOptions
+from stress.harness import RaceOutcome, TargetOptions
 from stress.harness.model import ModelTarget
 from stress.harness.runner import RunConfig, RunStats, StopFlag, execute
 from stress.harness.session import perform, save_run_json
@@ -103,3 +105,21 @@ def test_cancelled_round_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
     _, ops = load_history(tmp_path / "cancel" / "history.jsonl")
     rounds = {op.round for op in ops}
     assert rounds == set(range(len(rounds))) and len(ops) == 7 * len(rounds)
+
+
+class FailingTarget(ModelTarget):
+    """Breaks down at round 3, as a crashed agent would."""
+
+    async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
+        if round_index == 3:
+            raise RuntimeError("agent vanished")
+        return await super().run_race(round_index, plans)
+
+
+def test_a_failing_target_is_unknown_not_ok(tmp_path: Path) -> None:
+    cfg = config(tmp_path / "fail", rounds=10)
+    summary = perform(cfg, FailingTarget(cfg.target), check_timeout=30, handle_sigint=False)
+    assert summary["rounds"] == 3 and summary["problem_count"] == 1
+    assert "agent vanished" in summary["problems"][0]
+    assert summary["verdict"] == "UNKNOWN" and summary["exit_code"] == 3
+    assert summary["check"]["verdict"] == "OK"  # the three recorded rounds were fine

@@ -125,3 +125,16 @@ def test_bug_variant_is_found_and_replayed(tmp_path: Path, capsys: pytest.Captur
     assert f"reproduce: mmrace replay {out}" in text
     assert main(["replay", str(out), "--no-progress"]) == 1
     assert "identical to the original" in capsys.readouterr().out
+
+
+def test_replay_of_a_tampered_schedule_diverges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--no-progress", "--rounds", "5", "--tasks", "3"]) == 0
+    lines = (out / "schedule.jsonl").read_text().splitlines()
+    lines[2] = json.dumps({"round": 2, "choices": [0, 0, 0, 0, 0, 0, 0, 0]})
+    (out / "schedule.jsonl").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["replay", str(out), "--no-progress"]) == 3
+    assert "schedule diverged" in capsys.readouterr().out

@@ -28,7 +28,9 @@ import trio
 import workloads
 from mm import MAP_FIXED_NOREPLACE as NOREPLACE
 from stress import grading
+from stress.errors import UsageError
 from stress.harness._target import CallRecord, Target, TargetOptions
+from stress.harness.scheduler import ScheduleDiverged
 from stress.history import Header, HistoryWriter
 
 MODES = grading.MODES
@@ -192,21 +194,35 @@ async def execute(
     space = config.space or workloads.Space.from_params(target.params)
     stats.space = space
     config.out.mkdir(parents=True, exist_ok=True)
+    try:
+        await target.open(config.tasks, space)  # may fill in `describe` (arena, agent, ...)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await target.aclose()
+        raise
     header = history_header(config, target, space)
     writer = HistoryWriter(config.out / "history.jsonl", header).open()
     schedule: IO[str] | None = None
     if target.clock == "steps":
         schedule = (config.out / "schedule.jsonl").open("w", encoding="utf-8")
+    stats.started = time.monotonic()
+    fatal: BaseException | None = None
     try:
-        await target.open(config.tasks, space)
         async with trio.open_nursery() as nursery:
             if handle_sigint and threading.current_thread() is threading.main_thread():
                 nursery.start_soon(_watch_sigint, stop, nursery.cancel_scope)
             try:
                 await _rounds(config, target, space, writer, schedule, stats, stop, on_round)
+            except (UsageError, ScheduleDiverged) as exc:
+                fatal = exc  # re-raised below, outside the nursery (no exception group)
+            except Exception as exc:  # a target failing mid-run: keep what was recorded
+                stats.note_problem(
+                    f"round {stats.rounds}: the target failed: {type(exc).__name__}: {exc}"
+                )
+                stop.request("the target failed")
             finally:
                 nursery.cancel_scope.cancel()
-        if (nursery.cancel_scope.cancelled_caught and stop.requested) or stop.requested:
+        if stop.requested:
             stats.interrupted = stop.reason
     finally:
         stats.seconds = time.monotonic() - stats.started
@@ -215,6 +231,8 @@ async def execute(
         writer.close(rounds=stats.rounds, interrupted=stats.interrupted)
         if schedule is not None:
             schedule.close()
+    if fatal is not None:
+        raise fatal
     return stats
 
 
