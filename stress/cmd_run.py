@@ -19,6 +19,7 @@ DEFAULT_TASKS = 16
 DEFAULT_ROUNDS = 300
 DEFAULT_CHECK_TIMEOUT = 60.0
 SCHEDULERS = ("random", "pct", "trio")
+MAX_TASKS = 4096
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from stress.harness.summary import format_summary
 
     tasks = int(_number("--tasks", args.tasks, int, 1) or 0)
+    if tasks > MAX_TASKS:
+        raise UsageError(f"--tasks: at most {MAX_TASKS}, got {tasks}")
     rounds = _number("--rounds", args.rounds, int, 1)
     budget = _number("--time-budget", args.time_budget, float, 0.001)
     check_timeout = float(_number("--check-timeout", args.check_timeout, float, 0.001) or 0)

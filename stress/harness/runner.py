@@ -193,6 +193,10 @@ async def execute(
     stats = RunStats(config.tasks, config.rounds, config.time_budget)
     space = config.space or workloads.Space.from_params(target.params)
     stats.space = space
+    try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
+        config.workload.plan(0, config.tasks, space, config.target.seed)
+    except ValueError as exc:
+        raise UsageError(f"workload {config.workload_ref}: {exc}") from None
     config.out.mkdir(parents=True, exist_ok=True)
     try:
         await target.open(config.tasks, space)  # may fill in `describe` (arena, agent, ...)
