@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mm
 from stress.checker import Event, Verdict, check
 from stress.checker.mm_check import check_events
@@ -105,3 +107,17 @@ def test_check_events_reports_the_race_pass_finding_confirmed() -> None:
     assert result.counterexample is not None
     tasks = {result.counterexample.events[k].task for k, _ in result.counterexample.stuck}
     assert tasks & {2, 4}
+
+
+def test_benchmark_histories_have_the_right_verdicts(tmp_path: Path) -> None:
+    from stress.bench_race import write_race_history
+    from stress.checker.mm_model import check_history
+    from stress.history import read_history
+
+    rounds = write_race_history(tmp_path / "ok.jsonl", 3000, 16)
+    result = check_history(*read_history(tmp_path / "ok.jsonl"))
+    assert result.verdict is Verdict.OK and result.partitions == rounds
+    write_race_history(tmp_path / "bad.jsonl", 3000, 16, forge_round=rounds - 3)
+    result = check_history(*read_history(tmp_path / "bad.jsonl"))
+    assert result.verdict is Verdict.VIOLATION
+    assert result.reason.startswith(f"round {rounds - 3}: two NOREPLACE probes")
