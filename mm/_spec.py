@@ -17,6 +17,8 @@ from mm._names import (
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
     MAP_GROWSDOWN,
+    MAP_HUGETLB,
+    MAP_LOCKED,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -30,7 +32,8 @@ from mm._op import Op
 from mm._params import Params
 from mm._state import KEPT_FLAGS, Mapping, State
 
-EPERM, EBADF, ENOMEM, EEXIST, EINVAL, EOPNOTSUPP = 1, 9, 12, 17, 22, 95
+EPERM, EBADF, ENOMEM, EEXIST, EINVAL, EOVERFLOW, EOPNOTSUPP = 1, 9, 12, 17, 22, 75, 95
+MAX_LFS_FILESIZE = (1 << 63) - 1
 U64 = (1 << 64) - 1
 MAP_DROPPABLE = 0x08  # anonymous only, Linux 6.12+
 PROT_GROWSDOWN = 0x01000000
@@ -86,6 +89,10 @@ def plan_mmap(state: State, params: Params, op: Op) -> Plan:
     anonymous = bool(flags & MAP_ANONYMOUS)
     if not anonymous and op.fd < 0:  # 2 (the model treats any fd >= 0 as an open file)
         return _fail(EBADF)
+    # 2b (found by the kernel differential test): MAP_HUGETLB on a file that is not on
+    # hugetlbfs (the model knows no hugetlbfs files) is EINVAL, before the length is looked at.
+    if not anonymous and flags & MAP_HUGETLB:
+        return _fail(EINVAL)
     if length == 0:  # 3
         return _fail(EINVAL)
     if flags & MAP_FIXED_NOREPLACE:  # 4
@@ -120,11 +127,23 @@ def plan_mmap(state: State, params: Params, op: Op) -> Plan:
             return _fail(EINVAL)
         if map_type == MAP_SHARED and flags & MAP_GROWSDOWN:
             return _fail(EINVAL)
+        # 13 (found by the kernel differential test): a droppable mapping may not also be
+        # locked, hugetlb or a stack (growsdown); the kernel says EINVAL, after rule 12.
+        if map_type == MAP_DROPPABLE and flags & (MAP_LOCKED | MAP_HUGETLB | MAP_GROWSDOWN):
+            return _fail(EINVAL)
     else:
+        # 13a (found by the kernel differential test): file_mmap_ok() -- the mapped file range
+        # [offset, offset + len) must end at or below MAX_LFS_FILESIZE (2^63 - 1): EOVERFLOW.
+        offset = op.offset & U64
+        if offset > MAX_LFS_FILESIZE or length > MAX_LFS_FILESIZE - offset:
+            return _fail(EOVERFLOW)
         if map_type not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
             return _fail(EINVAL)
         if map_type == MAP_SHARED_VALIDATE and flags & ~LEGACY_MAP_MASK:
             return _fail(EOPNOTSUPP)  # 14: MAP_FIXED_NOREPLACE is outside the legacy mask
+        # 13b (found by the kernel differential test): a file mapping cannot grow down.
+        if flags & MAP_GROWSDOWN:
+            return _fail(EINVAL)
     # 15 (RLIMIT_AS) is not modelled: the model's address space has no limit.
     kept = flags & KEPT_FLAGS
     if map_type == MAP_SHARED_VALIDATE:
