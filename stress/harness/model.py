@@ -1,10 +1,11 @@
-"""The `model` target: N trio tasks racing on `mm.TrioCore`.
+"""The `model` target: N tasks racing on `mm.TrioCore`.
 
 Two modes. Controlled (`random`, `pct`, or a recorded schedule): the `ControlledScheduler`
-runs one task at a time and decides at every yield point who goes next; the core's lock is a
-`SchedLock`; stamps are virtual (`clock == "steps"`), so a seed or a recorded schedule gives
-the identical history. `trio`: trio's own scheduling, a plain `trio.Lock`, a checkpoint at
-every yield point (so tasks do interleave) and monotonic-ns stamps: the fast mode.
+runs the N task coroutines one at a time and decides at every yield point who goes next; the
+core's lock is a `SchedLock`; stamps are virtual (`clock == "steps"`), so a seed or a recorded
+schedule gives the identical history. `trio`: N trio tasks under trio's own scheduling, a lock
+that does not yield when free, a checkpoint before the lock (and rarely inside it) and
+monotonic-ns stamps: the fast mode.
 """
 
 from __future__ import annotations

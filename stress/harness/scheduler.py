@@ -1,12 +1,14 @@
-"""The controlled scheduler: trio tasks that run one at a time, in an order a strategy picks.
+"""The controlled scheduler: tasks that run one at a time, in an order a strategy picks.
 
 Every task parks at each yield point (`mm.ayield_point`) and the scheduler grants exactly one
 task at a time, so the interleaving is a pure function of the strategy's decisions: the same
-decisions give the same history, and recorded decisions replay it exactly.
+decisions give the same history, and recorded decisions replay it exactly. The tasks are the
+round's coroutines, driven by hand inside the calling trio task (a switch is a coroutine
+resumption, not a trip through trio's run loop, and trio's own order cannot leak in).
 
 The lock (`SchedLock`) is scheduler-aware: a task that finds it held is *blocked*, not
-runnable, until the holder releases it; then every waiter becomes runnable again and retries.
-Time is virtual: `tick()` counts events, so stamps are exact and replayable.
+runnable; on release the strategy picks which waiter gets it. Time is virtual: `tick()`
+counts events, so stamps are exact and replayable.
 
 Strategies: `RandomStrategy` (uniform among runnable tasks), `PCTStrategy` (probabilistic
 concurrency testing, Burckhardt et al. 2010: random distinct priorities, d-1 priority change
@@ -16,9 +18,9 @@ points; the highest-priority runnable task runs) and `ReplayStrategy` (recorded 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -139,137 +141,124 @@ def make_strategy(name: str, seed: int, depth: int = 3) -> Strategy:
     raise ValueError(f"unknown strategy {name!r}")
 
 
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The error that failed a round: the first that is not a cancellation it caused."""
-    leaves: list[BaseException] = []
+class _Marker:
+    """What a parked coroutine yields to the driver: a yield point (PARK) or a lock (BLOCK)."""
 
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
+    __slots__ = ("name",)
 
-    walk(group)
-    for exc in leaves:
-        if not isinstance(exc, trio.Cancelled):
-            return exc
-    return leaves[0] if leaves else group
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __await__(self) -> Generator[_Marker, None, None]:
+        yield self
+
+
+PARK = _Marker("park")
+BLOCK = _Marker("block")
 
 
 class ControlledScheduler:
-    """Runs a round's task bodies one at a time; `choices` records every decision."""
+    """Runs a round's task bodies one at a time; `choices` records every decision.
+
+    The bodies are coroutines driven by hand (`send`), not trio tasks: a switch costs a
+    coroutine resumption instead of a trip through trio's run loop, and no order but the
+    strategy's can exist. The price: inside a controlled round a body may await only the
+    scheduler's yield points and `SchedLock` (which is all `mm.TrioCore` and its variants
+    await); anything else is reported as an error.
+    """
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
         self.clock = 0
         self.choices: list[int] = []
-        self._ids: dict[trio.lowlevel.Task, int] = {}
-        self._parked: dict[int, trio.lowlevel.Task] = {}
-        self._blocked: dict[int, trio.lowlevel.Task] = {}
-        self._in_transit = 0
         self.locks: list[SchedLock] = []
+        self._runnable: set[int] = set()
+        self._blocked: set[int] = set()
+        self._current = -1
+        self._arriving = False
         self._failed = False
         self._start = 0
-        self._arrived: list[bool] = []
         self._last: int | None = None
 
     def tick(self) -> int:
         """The virtual clock: one tick per stamp, so stamps are ordered as events happened.
 
-        While tasks are still arriving (running freely, in trio's order, up to their first
-        yield point) every stamp is the round's start instant: that order is trio's, not the
-        strategy's, and must not leak into the history.
+        While tasks are arriving (each runs up to its first yield point, in index order)
+        every stamp is the round's start instant: all calls were invoked together.
         """
-        if self._in_transit:
+        if self._arriving:
             return self._start
         self.clock += 1
         return self.clock
 
     def current(self) -> int:
-        """The id of the calling task in the current round (-1 outside a round)."""
-        return self._ids.get(trio.lowlevel.current_task(), -1)
+        """The id of the running task (-1 outside a round)."""
+        return self._current
+
+    @property
+    def failed(self) -> bool:
+        """The current round is being torn down (an error)."""
+        return self._failed
 
     async def race(self, round_index: int, bodies: Sequence[Callable[[], Awaitable[None]]]) -> None:
         """Run `bodies[i]` as task i under control; returns when all have finished.
 
-        Tasks run freely (in trio's order) up to their first yield point, so every task has
-        invoked its first call before the first decision: the start gate of a real race.
+        Every task first runs up to its first yield point (a start gate: all have invoked
+        their first call before the first decision); then the strategy picks who goes on.
         """
         self.strategy.begin_round(round_index, len(bodies))
         self.choices = []
-        self._ids.clear()
-        self._arrived = [False] * len(bodies)
-        self._in_transit = len(bodies)
-        self._last = None
-        self.clock += 1
-        self._start = self.clock
+        self._runnable.clear()
+        self._blocked.clear()
         self._failed = False
+        self._last = None
         for lock in self.locks:
             lock.reset()
+        self.clock += 1
+        self._start = self.clock
+        coros: list[Coroutine[Any, Any, None]] = [body() for body in bodies]  # type: ignore[misc]
+        live = set(range(len(coros)))
         try:
             with mm.yield_hooks(async_=self._hook):
-                async with trio.open_nursery() as nursery:
-                    for i, body in enumerate(bodies):
-                        nursery.start_soon(self._task, i, body)
-        except BaseExceptionGroup as group:
-            raise _first_error(group) from None
-        finally:
-            self._ids.clear()
-            self._parked.clear()
-            self._blocked.clear()
-
-    async def _task(self, i: int, body: Callable[[], Awaitable[None]]) -> None:
-        self._ids[trio.lowlevel.current_task()] = i
-        try:
-            await body()
+                self._arriving = True
+                for i in range(len(coros)):
+                    self._step(i, coros[i], live)
+                self._arriving = False
+                while live:
+                    if not self._runnable:
+                        raise Deadlock(f"tasks {sorted(self._blocked)} wait for a lock forever")
+                    chosen = self._decide(self._runnable)
+                    self._runnable.discard(chosen)
+                    self._step(chosen, coros[chosen], live)
         except BaseException:
             self._failed = True
+            for i in sorted(live):
+                self._current = i
+                coros[i].close()
             raise
         finally:
-            self._stopped(i)
-            if self._in_transit == 0 and not self._failed:
-                if self._parked:
-                    self._grant(self._decide())
-                elif self._blocked:
-                    raise Deadlock(f"tasks {sorted(self._blocked)} wait for a lock nobody holds")
+            self._arriving = False
+            self._current = -1
+        await trio.lowlevel.checkpoint()
 
-    def _stopped(self, i: int) -> None:
-        """Task i stops running (parks, blocks or ends); the first stop is its arrival."""
-        if not self._arrived[i]:
-            self._arrived[i] = True
-            self._in_transit -= 1
-
-    def _abort(self, i: int) -> trio.lowlevel.Abort:
-        """Parked or blocked task i is cancelled: the round is over, stop scheduling it."""
-        self._failed = True
-        self._parked.pop(i, None)
-        self._blocked.pop(i, None)
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    async def _hook(self, name: str) -> None:
-        task = trio.lowlevel.current_task()
-        i = self._ids.get(task)
-        if i is None:  # a serial call outside a round: nothing to schedule
-            return
-        if self._failed:  # the round is being torn down: just be cancellable
-            await trio.lowlevel.checkpoint()
-            return
-        self._parked[i] = task
-        self._stopped(i)
-        if self._in_transit:
-            await trio.lowlevel.wait_task_rescheduled(lambda _: self._abort(i))
-            return
-        chosen = self._decide()
-        if chosen == i:
-            del self._parked[i]
-            return
-        self._grant(chosen)
-        await trio.lowlevel.wait_task_rescheduled(lambda _: self._abort(i))
-
-    def _decide(self) -> int:
+    def _step(self, i: int, coro: Coroutine[Any, Any, None], live: set[int]) -> None:
+        self._current = i
         try:
-            chosen = self.strategy.choose(sorted(self._parked), self._last)
+            marker = coro.send(None)
+        except StopIteration:
+            live.discard(i)
+            return
+        if marker is PARK:
+            self._runnable.add(i)
+        elif marker is not BLOCK:
+            raise RuntimeError(
+                f"task {i} awaited {marker!r} inside a controlled round: only yield points "
+                "and the scheduler's lock may be awaited there"
+            )
+
+    def _decide(self, candidates: set[int] | Sequence[int]) -> int:
+        try:
+            chosen = self.strategy.choose(sorted(candidates), self._last)
         except BaseException:
             self._failed = True
             raise
@@ -278,38 +267,24 @@ class ControlledScheduler:
         self.clock += 1
         return chosen
 
-    def _grant(self, chosen: int) -> None:
-        trio.lowlevel.reschedule(self._parked.pop(chosen))
-
-    async def block(self, i: int) -> None:
-        """Task i found the lock held: it waits, not runnable, until `unblock`."""
-        if self._failed:
-            await trio.lowlevel.checkpoint()
-        self._blocked[i] = trio.lowlevel.current_task()
-        self._stopped(i)
-        if not self._in_transit:
-            if not self._parked:
-                raise Deadlock(f"task {i} waits for a lock and no other task can run")
-            self._grant(self._decide())
-        await trio.lowlevel.wait_task_rescheduled(lambda _: self._abort(i))
+    async def _hook(self, name: str) -> None:
+        if self._current >= 0:
+            await PARK
 
     def pick(self, candidates: Sequence[int]) -> int:
         """A recorded decision among `candidates` (e.g. which waiter gets a released lock)."""
-        chosen = self.strategy.choose(sorted(candidates), self._last)
-        self.choices.append(chosen)
-        self.clock += 1
-        return chosen
+        return self._decide(candidates)
+
+    async def block(self, i: int) -> None:
+        """Task i found the lock held: it waits, not runnable, until `unblock`."""
+        self._blocked.add(i)
+        await BLOCK
 
     def unblock(self, i: int) -> None:
         """Task i may run again (it was handed the lock it waited for)."""
-        task = self._blocked.pop(i, None)
-        if task is not None:
-            self._parked[i] = task
-
-    @property
-    def failed(self) -> bool:
-        """The current round is being torn down (an error or a cancellation)."""
-        return self._failed
+        if i in self._blocked:
+            self._blocked.discard(i)
+            self._runnable.add(i)
 
 
 class SchedLock:
