@@ -247,6 +247,12 @@ def run_cell(
         reason = f"{type(leaf(exc)).__name__}: {leaf(exc)}"
         return CellResult(spec, 0, None, time.monotonic() - started, None, 0, "", reason)
     found_at = None if detector.found_round is None else detector.found_round + 1
+    error = None
+    if stats.interrupted not in (None, "detected"):  # e.g. the target failed mid-run
+        last = stats.problems[-1] if stats.problems else ""
+        error = f"run ended early: {stats.interrupted}: {last}"
+    elif stats.rounds == 0:
+        error = "no round ran within the cell's time"
     save_run_json(attrs.evolve(config, rounds=found_at or stats.rounds, time_budget=None))
     return CellResult(
         spec,
@@ -256,6 +262,7 @@ def run_cell(
         detector.found,
         detector.unknown_rounds,
         replay_command(spec, cell_dir, found_at or stats.rounds, tasks, seed),
+        error,
     )
 
 

@@ -137,3 +137,36 @@ def test_cli_exit_code_and_files(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "zero-einval" in text and "OK" in text
     data = json.loads((tmp_path / "mutants.json").read_text())
     assert data["ok"] is True and data["variants"][0]["killed"] is True
+
+
+def test_a_cell_whose_target_fails_is_an_error_not_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stress.mutants as mutants
+    from stress.harness import make_target
+
+    class Failing:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        async def run_race(self, round_index: int, plans: object) -> object:
+            if round_index == 2:
+                raise RuntimeError("agent crashed")
+            return await self.inner.run_race(round_index, plans)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(mutants, "make_target", lambda options: Failing(make_target(options)))
+    result = run_cell(
+        CellSpec(None, "same-page", "random"),
+        seconds=20,
+        max_rounds=10,
+        tasks=4,
+        seed=1,
+        out=tmp_path,
+    )
+    assert result.detected_at is None and result.rounds == 2
+    assert result.error and "agent crashed" in result.error
+    report = MutantsReport((), (result,), 1.0, 0.1)
+    assert report.errors and not report.ok
