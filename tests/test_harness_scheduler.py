@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+import trio
 
 import mm
 from stress.harness import CallRecord, TargetOptions, really_raced
@@ -162,3 +163,18 @@ async def test_controlled_round_stamps_start_together() -> None:
     assert len({r.call for r in out.records}) == 1
     assert out.overlapped
     assert sorted(_ops(out.records)) == list(range(5))
+
+
+class SleepyTrioCore(mm.TrioCore):
+    """Awaits trio itself inside the call: not allowed in a controlled round."""
+
+    async def apply(self, op: mm.Op) -> int:
+        await trio.sleep(0)
+        return await super().apply(op)
+
+
+async def test_controlled_round_rejects_foreign_awaits() -> None:
+    target = ModelTarget(TargetOptions(seed=1), core=SleepyTrioCore)
+    await target.open(3, None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="only yield points"):
+        await target.run_race(0, probe_plans(3))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -187,33 +188,24 @@ class ModelTarget:
 
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
         assert self.core is not None, "open() first"
-        now, core = self._now, self.core
+        now, apply = self._now, self.core.apply
         buffers: list[list[CallRecord]] = [[] for _ in plans]
 
-        def body(task: int) -> Callable[[], Any]:
-            buf, ops = buffers[task], plans[task]
-
-            async def run() -> None:
-                for op in ops:
-                    call = now()
-                    result = await core.apply(op)
-                    buf.append(CallRecord(task, op, result, call, now()))
-
-            return run
+        async def run(task: int) -> None:
+            append = buffers[task].append
+            for op in plans[task]:
+                call = now()
+                result = await apply(op)
+                append(CallRecord(task, op, result, call, now()))
 
         if self.scheduler is not None:
-            await self.scheduler.race(round_index, [body(i) for i in range(len(plans))])
+            await self.scheduler.race(round_index, [partial(run, i) for i in range(len(plans))])
         else:
             if self._crew is None or self._crew.tasks != len(plans):
                 if self._crew is not None:
                     self._crew.close()
                 self._crew = _Crew(len(plans), _trio_hook(self.options.seed, len(plans)))
                 await self._crew.start()
-            bodies = [body(i) for i in range(len(plans))]
-
-            async def run(i: int) -> None:
-                await bodies[i]()
-
             await self._crew.run(run)
         records = [rec for buf in buffers for rec in buf]
         return RaceOutcome(records, [], really_raced(records))
