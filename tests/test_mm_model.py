@@ -57,7 +57,8 @@ _ops = st.one_of(
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_ops, max_size=12))
 def test_step_agrees_with_the_spec(ops: list[mm.Op]) -> None:
-    state = MODEL.init()
+    state = mm.State.empty()
+    assert MODEL.init() == state
     for op in ops:
         result, after = mm.apply(state, PARAMS, op)
         assert MODEL.step(state, op, result) == after
