@@ -60,6 +60,7 @@ class WorkerPool:
         gate: str = "barrier",
         init: Callable[[int], None] | None = None,
         name: str = "mmrace-worker",
+        inline: bool = False,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads: need at least 1, got {threads}")
@@ -68,7 +69,11 @@ class WorkerPool:
         self.threads = threads
         self.gate = gate
         self._init = init
-        self._cond = threading.Condition(threading.Lock())
+        self.inline = inline  # run_round runs plans[0] in the calling thread
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # workers wait here for a round
+        self._done = threading.Condition(lock)  # run_round waits here for the workers
+        self._first = 1 if inline else 0
         self._generation = 0
         self._closing = False
         self._busy = False
@@ -80,7 +85,7 @@ class WorkerPool:
         self._on_done: Callable[[], None] = _nothing
         self._workers = [
             threading.Thread(target=self._main, args=(i,), name=f"{name}-{i}", daemon=True)
-            for i in range(threads)
+            for i in range(self._first, threads)
         ]
         for worker in self._workers:
             worker.start()
@@ -97,8 +102,8 @@ class WorkerPool:
         self._plans = plans
         self._records = [[] for _ in range(self.threads)]
         self._errors = [None] * self.threads
-        self._left = self.threads
-        self._woken = itertools.count(1)
+        self._left = self.threads - self._first
+        self._woken = itertools.count(1 + self._first)
         self._on_done = on_done
         with self._cond:
             self._generation += 1
@@ -118,10 +123,15 @@ class WorkerPool:
         return self._records
 
     def run_round(self, plans: Sequence[Sequence[Call]]) -> list[list[Record]]:
-        """Blocking form of `start` + wait + `results`."""
-        done = threading.Event()
-        self.start(plans, done.set)
-        done.wait()
+        """Blocking form of `start` + wait + `results`; with `inline`, the calling thread runs
+        `plans[0]` itself right after releasing the others (one thread hand-off fewer)."""
+        self.start(plans, _nothing)
+        if self.inline and plans:
+            self._run(0, plans[0])
+        with self._done:
+            while self._left:
+                self._done.wait()
+            self._busy = False
         return self.results()
 
     def close(self) -> None:
@@ -165,6 +175,7 @@ class WorkerPool:
                 last = self._left == 0
                 if last:
                     self._busy = False
+                    self._done.notify()
             if last:
                 self._on_done()
 

@@ -30,7 +30,6 @@ import trio
 import mm
 from mm import kernel as k
 from stress.errors import UsageError
-from stress.harness._pool import run_round
 from stress.harness._target import Call, RaceOutcome, TargetOptions, really_raced
 from stress.worker import Call as WorkerCall
 from stress.worker import WorkerError, WorkerPool
@@ -122,7 +121,7 @@ class KernelTarget:
             self._release_arenas()
             raise UsageError(f"--target kernel: {exc}") from None
         self.space = k.KernelSpace(*self.arenas)
-        self._pool = WorkerPool(tasks, gate=self.gate, name="mmrace-kernel")
+        self._pool = WorkerPool(tasks, gate=self.gate, name="mmrace-kernel", inline=True)
         self.describe.update(
             threads=tasks,
             arenas=[f"[{a.base:#x}, {a.end:#x})" for a in self.arenas],
@@ -162,9 +161,13 @@ class KernelTarget:
         apply = space.apply
         bound: list[list[WorkerCall]] = [[(apply, (op,)) for op in plan] for plan in plans]
         try:
-            raw = await run_round(self._pool, bound)
+            # Blocking the trio thread for the round is deliberate: fenced kernel calls take
+            # microseconds and cannot hang, and a cross-thread wake-up of trio costs more
+            # than the whole round (see docs/targets.md). A checkpoint follows.
+            raw = self._pool.run_round(bound)
         except WorkerError as exc:  # e.g. UnsafeCall: never issued; the run cannot go on
             raise UsageError(f"--target kernel: {exc}") from None
+        await trio.lowlevel.checkpoint()
         records = [
             Call(task, op, result, call, ret)
             for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
