@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--wrapper: {exc}") from None
         if not wrapper:
             raise UsageError("--wrapper: empty command")
+        if args.target != "agent":
+            raise UsageError("--wrapper: only the agent target runs a command")
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 32)
     ref = args.workload or "same-page"

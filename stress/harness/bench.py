@@ -12,6 +12,7 @@ after it and are reported apart.
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import statistics
 import sys
@@ -74,7 +75,8 @@ def throughput(scheduler: str, target: float, rounds: int, repeat: int) -> Figur
         "ops/s",
         target,
         wall >= target,
-        f"{cpu:,.0f} ops per CPU-second; overlap {overlap:.0%}; {rounds} rounds x {repeat}",
+        f"{cpu:,.0f} ops per CPU-second; overlap {overlap:.0%}; {rounds} rounds x {repeat}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
     )
 
 
