@@ -511,3 +511,14 @@ def drop_cap_sys_rawio() -> None:
     if lib.capset(ctypes.byref(header), data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def thread_has_cap_sys_rawio() -> bool:
+    """Does the calling thread hold CAP_SYS_RAWIO? (/proc/self/status shows the main thread's.)"""
+    try:
+        for line in Path("/proc/thread-self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_RAWIO & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
