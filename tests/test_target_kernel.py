@@ -118,8 +118,10 @@ async def test_ops_outside_the_arena_are_refused() -> None:
     try:
         with pytest.raises(UsageError, match=r"outside the arena"):
             await target.run_race(0, [[mm.Op.munmap(B - P, 2 * P)], []])
-        with pytest.raises(UsageError, match=r"outside the arena"):
-            await target.run_serial(0, [mm.Op.mmap(B + SIZE, P, mm.PROT_READ, mm.NR)])
+        busy = next(r for r in k.read_maps() if r.start >= k.FAR_LIMIT)  # e.g. libc
+        with pytest.raises(UsageError, match=r"cannot be claimed: .* is not free"):
+            await target.run_serial(0, [mm.Op.munmap(busy.start, P)])
+        assert busy in k.read_maps()  # never issued
     finally:
         await target.aclose()
 
@@ -153,3 +155,39 @@ async def test_declared_region_page_zero() -> None:
     finally:
         await target.aclose()
     assert arena_pages(0, P) == ()
+
+
+async def test_undeclared_low_ops_claim_the_low_window() -> None:
+    target = KernelTarget()
+    await target.open(2, Space(B, SIZE, P))
+    try:
+        outcome = await target.run_race(0, [[mm.Op.mmap(0x1000, P, mm.PROT_READ, mm.NR)]] * 2)
+        assert sorted(c.result for c in outcome.records if c.result is not None) == [
+            -mm.EEXIST,
+            0x1000,
+        ]
+        assert "[0x0, 0x20000)" in target.describe["arenas"]
+        await target.run_serial(0, [mm.Op.munmap(0x1000, P)])
+    finally:
+        await target.aclose()
+    assert arena_pages(0, 0x20000) == ()
+
+
+async def test_moved_hint_can_be_undone_outside_the_arena() -> None:
+    """A non-fixed mmap whose hint is taken lands elsewhere; the runner's undo munmap of that
+    mapping is allowed (it is ours), and afterwards the range is no longer ours."""
+    target = KernelTarget()
+    await target.open(1, Space(B, SIZE, P))
+    try:
+        await target.run_serial(0, [mm.Op.mmap(B, P, mm.PROT_READ, mm.NR)])
+        hint = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS
+        [moved] = await target.run_serial(0, [mm.Op.mmap(B, P, mm.PROT_READ, hint)])
+        assert moved.result is not None and moved.result != B
+        assert not B <= moved.result < B + SIZE
+        assert len(arena_pages(moved.result, P)) == 1
+        [undo] = await target.run_serial(0, [mm.Op.munmap(moved.result, P)])
+        assert undo.result == 0 and arena_pages(moved.result, P) == ()
+        assert target.space is not None
+        assert not target.space._stray(mm.Op.munmap(moved.result, P))  # no longer ours
+    finally:
+        await target.aclose()

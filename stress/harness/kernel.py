@@ -74,6 +74,37 @@ def gaps(lo: int, hi: int, taken: Sequence[tuple[int, int]]) -> list[tuple[int, 
     return out
 
 
+class _FencedSpace(k.KernelSpace):
+    """`KernelSpace` that also lets a munmap remove a mapping it placed outside every arena
+    (a non-fixed mmap's result), and then forgets that range (it is no longer ours)."""
+
+    def _stray(self, op: mm.Op) -> bool:
+        if op.kind != "munmap":
+            return False
+        lo, hi = op.addr, op.addr + -(-(op.length & k.U64) // self.page) * self.page
+        with self._lock:
+            return any(a <= lo and hi <= b for a, b in self._ours_outside)
+
+    def check(self, op: mm.Op) -> None:
+        if not self._stray(op):
+            super().check(op)
+
+    def apply(self, op: mm.Op) -> int:
+        if not self._stray(op):
+            return super().apply(op)
+        result = k.raw_munmap(op.addr, op.length)
+        if result == 0:
+            end = op.addr + -(-op.length // self.page) * self.page
+            with self._lock:
+                self._ours_outside[:] = [
+                    piece
+                    for a, b in self._ours_outside
+                    for piece in ((a, min(b, op.addr)), (max(a, end), b))
+                    if piece[0] < piece[1]
+                ]
+        return result
+
+
 class KernelTarget:
     """The real kernel, raced by `tasks` reusable OS threads (see the module docstring)."""
 
@@ -120,7 +151,7 @@ class KernelTarget:
         except k.KernelUnavailable as exc:
             self._release_arenas()
             raise UsageError(f"--target kernel: {exc}") from None
-        self.space = k.KernelSpace(*self.arenas)
+        self.space = _FencedSpace(*self.arenas)
         self._pool = WorkerPool(tasks, gate=self.gate, name="mmrace-kernel", inline=True)
         self.describe.update(
             threads=tasks,
@@ -177,7 +208,13 @@ class KernelTarget:
         return RaceOutcome(records, problems, really_raced(records))
 
     def _ready(self, ops: Iterable[mm.Op]) -> k.KernelSpace:
-        """The open space, after checking every op stays inside the arenas (else UsageError)."""
+        """The open space, after checking every op stays inside the arenas (else UsageError).
+
+        An op outside them that was not declared gets a region of its own if that is free:
+        the whole low window [0, 0x20000) for a low address (the page-0 cases), else the op's
+        own page range. A munmap of a mapping this run's non-fixed mmap placed outside every
+        arena (the runner's undo of a moved hint) is allowed.
+        """
         space = self.space
         if space is None:
             raise RuntimeError("KernelTarget.open() first")
@@ -185,13 +222,24 @@ class KernelTarget:
             try:
                 space.check(op)
             except k.UnsafeCall:
-                rng = k.guarded_range(op, self.page)
-                where = f"[{rng[0]:#x}, {rng[1]:#x})" if rng else "?"
-                raise UsageError(
-                    f"workload: {op} touches {where}, outside the arena and every declared "
-                    f"region ({', '.join(str(a) for a in self.arenas)})"
-                ) from None
+                self._claim(op)
         return space
+
+    def _claim(self, op: mm.Op) -> None:
+        assert self.space is not None
+        rng = k.guarded_range(op, self.page)
+        assert rng is not None
+        lo, hi = (0, k.LOW_LIMIT) if rng[1] <= k.LOW_LIMIT else rng
+        try:
+            arena = k.Arena.reserve(hi - lo, lo)
+        except k.ArenaError as exc:
+            raise UsageError(
+                f"workload: {op} touches [{rng[0]:#x}, {rng[1]:#x}), outside the arena "
+                f"({', '.join(str(a) for a in self.arenas)}), and it cannot be claimed: {exc}"
+            ) from None
+        self.arenas.append(arena)
+        self.space.add_arena(arena)
+        self.describe["arenas"] = [str(a) for a in self.arenas]
 
     def _note_created(self, records: Iterable[Call]) -> None:
         added = []
