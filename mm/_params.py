@@ -108,7 +108,7 @@ def _lsm_min_addr(default: int, dac: int) -> int:
                 except ValueError:
                     break
     if sys.platform.startswith("linux"):
-        from mm.kernel import probe_mmap_min_addr
+        from mm._syscalls import probe_mmap_min_addr
 
         try:
             probed = probe_mmap_min_addr()

@@ -13,31 +13,52 @@ failure. Importing this module works everywhere; using it off Linux raises `Kern
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
 import attrs
 
-from mm._names import (
-    MAP_ANONYMOUS,
-    MAP_FIXED,
-    MAP_FIXED_NOREPLACE,
-    MAP_PRIVATE,
-    MAP_SHARED,
-    MAP_TYPE,
-    PROT_EXEC,
-    PROT_NONE,
-    PROT_READ,
-    PROT_WRITE,
-)
+from mm._names import MAP_FIXED, MAP_FIXED_NOREPLACE
 from mm._op import Op
-from mm._params import CAP_SYS_RAWIO, TASK_SIZE_X86_64
-from mm._state import State
+from mm._params import TASK_SIZE_X86_64
+from mm._procmaps import Region, clip_regions, merge_regions, model_regions, read_maps
+from mm._syscalls import (
+    KernelUnavailable,
+    _lib,
+    drop_cap_sys_rawio,
+    page_size,
+    probe_mmap_min_addr,
+    raw_mmap,
+    raw_mprotect,
+    raw_munmap,
+    thread_has_cap_sys_rawio,
+)
+
+__all__ = [
+    "FAR_BASE",
+    "FAR_LIMIT",
+    "LOW_LIMIT",
+    "Arena",
+    "ArenaError",
+    "KernelSpace",
+    "KernelUnavailable",
+    "Region",
+    "UnsafeCall",
+    "clip_regions",
+    "drop_cap_sys_rawio",
+    "guard_task_size",
+    "guarded_range",
+    "merge_regions",
+    "model_regions",
+    "page_size",
+    "probe_mmap_min_addr",
+    "raw_mmap",
+    "raw_mprotect",
+    "raw_munmap",
+    "read_maps",
+    "thread_has_cap_sys_rawio",
+]
 
 FAR_BASE = 0x100000000000
 """The default arena base: far from the heap, the libraries and the stack on x86-64."""
@@ -46,11 +67,6 @@ LOW_LIMIT = 0x20000
 FAR_LIMIT = 1 << 40
 """Other arenas must start at or above this (1 TiB), well away from brk and the binary."""
 U64 = (1 << 64) - 1
-_MAP_FAILED = U64
-
-
-class KernelUnavailable(RuntimeError):
-    """The kernel binding was used on a system that is not Linux."""
 
 
 class UnsafeCall(RuntimeError):
@@ -59,152 +75,6 @@ class UnsafeCall(RuntimeError):
 
 class ArenaError(RuntimeError):
     """An arena could not be reserved (not free, overlapping another, badly placed)."""
-
-
-# --- the raw calls ---------------------------------------------------------------------------
-
-_libc: ctypes.CDLL | None = None
-_libc_lock = threading.Lock()
-
-
-def _lib() -> ctypes.CDLL:
-    global _libc
-    if not sys.platform.startswith("linux"):
-        raise KernelUnavailable(f"the kernel target needs Linux (this system is {sys.platform})")
-    with _libc_lock:
-        if _libc is None:
-            lib = ctypes.CDLL(None, use_errno=True)
-            lib.mmap.argtypes = [
-                ctypes.c_void_p,
-                ctypes.c_size_t,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.c_long,
-            ]
-            lib.mmap.restype = ctypes.c_void_p
-            lib.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-            lib.munmap.restype = ctypes.c_int
-            lib.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            lib.mprotect.restype = ctypes.c_int
-            _libc = lib
-        return _libc
-
-
-def _int32(value: int) -> int:
-    """The C `int` a caller would pass for these bits (two's complement)."""
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def _long(value: int) -> int:
-    value &= U64
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def raw_mmap(addr: int, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0) -> int:
-    """mmap(2) with no safety check: the address, or -errno. Use `KernelSpace` instead."""
-    lib = _lib()
-    result = lib.mmap(addr & U64, length & U64, _int32(prot), _int32(flags), fd, _long(offset))
-    err = ctypes.get_errno()  # this thread's errno, read right after the call
-    address = 0 if result is None else int(result)
-    return -err if address == _MAP_FAILED else address
-
-
-def raw_munmap(addr: int, length: int) -> int:
-    """munmap(2) with no safety check: 0 or -errno."""
-    lib = _lib()
-    result = lib.munmap(addr & U64, length & U64)
-    err = ctypes.get_errno()
-    return -err if result == -1 else int(result)
-
-
-def raw_mprotect(addr: int, length: int, prot: int) -> int:
-    """mprotect(2) with no safety check: 0 or -errno."""
-    lib = _lib()
-    result = lib.mprotect(addr & U64, length & U64, _int32(prot))
-    err = ctypes.get_errno()
-    return -err if result == -1 else int(result)
-
-
-def page_size() -> int:
-    return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-# --- /proc/self/maps -------------------------------------------------------------------------
-
-
-@attrs.frozen(order=True)
-class Region:
-    """Pages [start, end) mapped with `prot`; `shared` for MAP_SHARED (an `s` in maps).
-
-    Neighbours with equal protection and sharing are merged, so a `Region` list describes pages,
-    not the kernel's VMA boundaries.
-    """
-
-    start: int
-    end: int
-    prot: int
-    shared: bool = False
-
-    def __str__(self) -> str:
-        letters = "".join(
-            c if self.prot & bit else "-"
-            for c, bit in (("r", PROT_READ), ("w", PROT_WRITE), ("x", PROT_EXEC))
-        )
-        return f"[{self.start:#x}, {self.end:#x}) {letters}{'s' if self.shared else 'p'}"
-
-
-def read_maps(path: str = "/proc/self/maps") -> list[Region]:
-    """Every mapping of this process, unmerged, in address order."""
-    _lib()
-    regions = []
-    for line in Path(path).read_text().splitlines():
-        fields = line.split()
-        if len(fields) < 2:
-            continue
-        lo, hi = (int(x, 16) for x in fields[0].split("-"))
-        perms = fields[1]
-        prot = (
-            (PROT_READ if perms[0] == "r" else 0)
-            | (PROT_WRITE if perms[1] == "w" else 0)
-            | (PROT_EXEC if perms[2] == "x" else 0)
-        )
-        regions.append(Region(lo, hi, prot, perms[3] == "s"))
-    return regions
-
-
-def merge_regions(regions: Iterable[Region]) -> tuple[Region, ...]:
-    """Sorted, empty ones dropped, touching neighbours with equal prot and sharing merged."""
-    merged: list[Region] = []
-    for r in sorted(regions):
-        if r.start >= r.end:
-            continue
-        last = merged[-1] if merged else None
-        if last and last.end == r.start and (last.prot, last.shared) == (r.prot, r.shared):
-            merged[-1] = attrs.evolve(last, end=r.end)
-        else:
-            merged.append(r)
-    return tuple(merged)
-
-
-def clip_regions(regions: Iterable[Region], lo: int, hi: int) -> tuple[Region, ...]:
-    """The parts of `regions` inside [lo, hi), merged."""
-    clipped = (
-        attrs.evolve(r, start=max(r.start, lo), end=min(r.end, hi))
-        for r in regions
-        if r.end > lo and r.start < hi
-    )
-    return merge_regions(clipped)
-
-
-def model_regions(state: State, lo: int, hi: int) -> tuple[Region, ...]:
-    """The model's pages inside [lo, hi), in the same form as `Arena.snapshot`."""
-    return clip_regions(
-        (Region(m.start, m.end, m.prot, m.flags & MAP_TYPE == MAP_SHARED) for m in state),
-        lo,
-        hi,
-    )
 
 
 # --- arenas ----------------------------------------------------------------------------------
@@ -455,70 +325,3 @@ class KernelSpace:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-# --- host probes -----------------------------------------------------------------------------
-
-
-def probe_mmap_min_addr() -> int | None:
-    """The effective mmap_min_addr = max(vm.mmap_min_addr, CONFIG_LSM_MMAP_MIN_ADDR).
-
-    A non-fixed one-page mapping hinted at 0x1000 has its hint raised to
-    PAGE_ALIGN(mmap_min_addr) (rule 4) and lands exactly there when that page is free; anywhere
-    else (a high address) means the page was taken and we cannot tell: None. Safe: a non-fixed
-    mmap never replaces anything, and the page is unmapped at once.
-    """
-    page = page_size()
-    got = raw_mmap(0x1000, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS)
-    if got < 0:
-        return None
-    raw_munmap(got, page)
-    return got if got < 1 << 32 else None
-
-
-# --- capabilities ----------------------------------------------------------------------------
-
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
-def drop_cap_sys_rawio() -> None:
-    """Drop CAP_SYS_RAWIO from the calling thread (effective, permitted, inheritable), for good.
-
-    Affects this thread only (Linux capabilities are per thread), never any sysctl. Raises
-    OSError when capget/capset fail.
-    """
-    lib = _lib()
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if lib.capget(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capget failed")
-    bit = ~(1 << CAP_SYS_RAWIO) & 0xFFFFFFFF
-    data[0].effective &= bit
-    data[0].permitted &= bit
-    data[0].inheritable &= bit
-    if lib.capset(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def thread_has_cap_sys_rawio() -> bool:
-    """Does the calling thread hold CAP_SYS_RAWIO? (/proc/self/status shows the main thread's.)"""
-    try:
-        for line in Path("/proc/thread-self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RAWIO & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
