@@ -145,6 +145,13 @@ def plan_mmap(state: State, params: Params, op: Op) -> Plan:
         if flags & MAP_GROWSDOWN:
             return _fail(EINVAL)
     # 15 (RLIMIT_AS) is not modelled: the model's address space has no limit.
+    # 16 (found by the kernel differential test at the map-count limit): MAP_FIXED strictly
+    # inside one mapping must split it in two, refused while the count is >= max_map_count.
+    if fixed and not flags & MAP_FIXED_NOREPLACE:
+        inside = state.overlapping(addr, addr + length)
+        splits_one = bool(inside) and inside[0].start < addr and inside[0].end > addr + length
+        if splits_one and state.map_count >= params.max_map_count:
+            return _fail(ENOMEM)
     kept = flags & KEPT_FLAGS
     if map_type == MAP_SHARED_VALIDATE:
         kept = (kept & ~MAP_TYPE) | MAP_SHARED
@@ -289,11 +296,38 @@ def plan_mprotect(state: State, params: Params, op: Op) -> Plan:
         if m.start > cursor:  # 7
             return Plan(-ENOMEM, tuple(changes))
         lo, hi = max(m.start, addr), min(m.end, end)
+        if _mprotect_split_refused(commit(state, changes), params, lo, hi, new_prot):  # 9
+            return Plan(-ENOMEM, tuple(changes))
         changes.append(Change(lo, hi, attrs.evolve(m, start=lo, end=hi, prot=new_prot)))
         cursor = m.end
     if cursor < end:  # 8
         return Plan(-ENOMEM, tuple(changes))
     return Plan(0, tuple(changes))
+
+
+def _mprotect_split_refused(state: State, params: Params, lo: int, hi: int, prot: int) -> bool:
+    """Rule 9 (found by the kernel differential test at the map-count limit): changing
+    [lo, hi) inside one mapping splits it, and split_vma() refuses while the mapping count is
+    at or above max_map_count. No split when the protection is unchanged, or when the changed
+    piece merges into the neighbour on its open side. (A two-split change that fails on its
+    second split leaves the kernel one VMA boundary the canonical state cannot show; pages are
+    unchanged either way.)"""
+    cur = state.at(lo)
+    if cur is None or cur.prot == prot:
+        return False
+    new = attrs.evolve(cur, start=lo, end=hi, prot=prot)
+    head, tail = lo > cur.start, hi < cur.end
+    if head and tail:
+        splits = 2
+    elif head:
+        after = state.at(hi)
+        splits = 0 if after is not None and new.mergeable(after) else 1
+    elif tail:
+        before = state.at(lo - 1)
+        splits = 0 if before is not None and before.mergeable(new) else 1
+    else:
+        splits = 0
+    return splits > 0 and state.map_count + splits - 1 >= params.max_map_count
 
 
 # --- the pure transitions -------------------------------------------------------------------

@@ -185,3 +185,26 @@ def test_op_text() -> None:
     assert str(Op.munmap(B, P)) == "munmap(0x100000000000, 0x1000)"
     assert "FIXED_NOREPLACE" in str(Op.mmap(B, P, RW, NR))
     assert Op.mmap(B, P, RW, NR).fixed and not hint(B).fixed and Op.munmap(B, P).fixed
+
+
+# --- the mapping-count limit (rules found against the kernel: tests/test_map_count_limit.py) --
+
+
+def test_splits_are_refused_at_the_map_count_limit() -> None:
+    s = State.of([m(B, B + 3 * P), m(B + 4 * P, B + 5 * P, prot=1)])  # two mappings
+    at_limit = Params(max_map_count=2)
+    one_below = Params(max_map_count=3)
+    middle = Op.mprotect(B + P, P, 1)  # needs two splits
+    head = Op.mprotect(B, P, 1)  # needs one
+    assert mm.apply(s, at_limit, head)[0] == -mm.ENOMEM
+    assert mm.apply(s, one_below, head)[0] == 0
+    assert mm.apply(s, one_below, middle)[0] == -mm.ENOMEM  # the second split fails
+    assert mm.apply(s, Params(max_map_count=4), middle)[0] == 0
+    assert mm.apply(s, at_limit, Op.mprotect(B, P, RW))[0] == 0  # unchanged: no split
+    merging = Op.mprotect(B + 2 * P, P, 1)  # tail piece, next mapping not adjacent: a split
+    assert mm.apply(s, at_limit, merging)[0] == -mm.ENOMEM
+    fixed_inside = Op.mmap(B + P, P, 1, PA | mm.MAP_FIXED)
+    assert mm.apply(s, at_limit, fixed_inside)[0] == -mm.ENOMEM
+    assert mm.apply(s, one_below, fixed_inside)[0] == B + P
+    assert mm.apply(s, at_limit, Op.munmap(B + P, P))[0] == -mm.ENOMEM
+    assert mm.apply(s, at_limit, Op.munmap(B, P))[0] == 0  # one-sided: allowed
