@@ -181,14 +181,16 @@ def scheduler_note(target: str, scheduler: str | None) -> str | None:
 PASS = "PASS"
 FAIL = "FAIL"
 UNKNOWN = "UNKNOWN"
+WARN = "WARN"
 
 
 @attrs.frozen
 class Check:
     """One judged property of a run (linearizability, grading strict, ...).
 
-    ``status`` is PASS, FAIL, or UNKNOWN (the run could not judge: timeout, interference, a
-    crashed agent); ``message`` says why in one line.
+    ``status`` is PASS, FAIL, UNKNOWN (the run could not judge: timeout, interference, a
+    crashed agent) or WARN (passed, with a caveat: e.g. the calls rarely overlapped; JUnit
+    shows it as skipped); ``message`` says why in one line.
     """
 
     name: str

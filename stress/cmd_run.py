@@ -1,7 +1,8 @@
 """`mmrace run`: race tasks for the same addresses, record the history, check it, report.
 
-Exit status: 0 no violation, 1 violation, 2 bad usage, 3 could not judge (checker timeout,
-harness problems, interrupted run).
+Writes DIR/report.html too (`stress.report.write_report`; `--no-report` skips it) and, with
+`--junit FILE`, JUnit XML. Exit status: 0 no violation, 1 violation, 2 bad usage, 3 could not
+judge (checker timeout, harness problems, interrupted run).
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import mm
 
 HELP = "race tasks for the same addresses, record, check and report"
 DEFAULT_TASKS = 16
@@ -20,6 +25,7 @@ DEFAULT_ROUNDS = 300
 DEFAULT_CHECK_TIMEOUT = 60.0
 SCHEDULERS = ("random", "pct", "trio")
 MAX_TASKS = 4096
+REAL_TARGETS = ("kernel", "agent")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +53,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--depth", type=str, default="3", help="PCT bug depth d (default 3)")
     parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
+    parser.add_argument(
+        "--agent-timeout",
+        default=None,
+        help="agent target: seconds to wait for each answer (default $MMRACE_AGENT_TIMEOUT or 10)",
+    )
+    privilege = parser.add_mutually_exclusive_group()
+    privilege.add_argument(
+        "--privileged",
+        dest="privileged",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the model holds CAP_SYS_RAWIO (page 0 and low addresses allowed)",
+    )
+    privilege.add_argument(
+        "--unprivileged",
+        dest="privileged",
+        action="store_const",
+        const=False,
+        help="the model lacks CAP_SYS_RAWIO (default: as this process)",
+    )
     parser.add_argument("--variant", default=None, help="a bug variant of the model core")
     parser.add_argument("--no-noise", action="store_true", help="model-threads: no yield noise")
     parser.add_argument(
@@ -57,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print summary.json instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no live progress")
+    parser.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
+    parser.add_argument("--junit", type=Path, default=None, metavar="FILE", help="JUnit XML")
 
 
 def _number(flag: str, text: str | None, kind: type, minimum: float) -> float | int | None:
@@ -119,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--wrapper: empty command")
         if args.target != "agent":
             raise UsageError("--wrapper: only the agent target runs a command")
+    timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
+    if timeout is not None and args.target != "agent":
+        raise UsageError("--agent-timeout: only the agent target waits for answers")
+    params = _params(args.target, args.privileged)
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 32)
     ref = args.workload or "same-page"
@@ -136,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         wrapper=wrapper,
         variant=args.variant,
         noise=not args.no_noise,
+        params=params,
+        timeout=None if timeout is None else float(timeout),
     )
     try:
         target = make_target(options)
@@ -157,4 +192,43 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+    _write_report(out, not args.no_report, args.junit, sys.stderr if args.json else sys.stdout)
     return int(summary["exit_code"])
+
+
+def _params(target: str, privileged: bool | None) -> mm.Params | None:
+    """The machine a model mirrors: the reference machine, privileged as asked or as this
+    process is. The kernel and agent targets run with this process's own privileges."""
+    import mm
+
+    host = mm.has_cap_sys_rawio()
+    if target in REAL_TARGETS:
+        if privileged is not None and privileged != host:
+            from stress.errors import UsageError
+
+            flag, holds = ("--unprivileged", "holds") if host else ("--privileged", "lacks")
+            raise UsageError(
+                f"{flag}: the {target} target runs with this process's privileges and this "
+                f"process {holds} CAP_SYS_RAWIO (start mmrace accordingly, e.g. under "
+                "`setpriv --inh-caps=-sys_rawio --bounding-set=-sys_rawio`)"
+            )
+        return None
+    return mm.Params.reference(privileged=host if privileged is None else privileged)
+
+
+def _write_report(out: Path, html: bool, junit: Path | None, stream: TextIO) -> None:
+    """DIR/report.html (and the JUnit file); a failure here never changes the verdict."""
+    if not html and junit is None:
+        return
+    try:
+        from plots.rundir import load_run
+        from stress.junit import write_junit
+        from stress.report import write_report
+
+        view = load_run(out)
+        if html:
+            print(f"report     {write_report(out, view=view)}", file=stream)
+        if junit is not None:
+            print(f"junit      {write_junit(view, junit)}", file=stream)
+    except Exception as exc:  # the run is judged and saved: say what is missing, keep going
+        print(f"mmrace run: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -190,10 +190,12 @@ class HistoryWriter:
         for op in ops:
             self.write(op)
 
-    def write_round(self, round_index: int, **info: Any) -> None:
-        """A per-round record, e.g. ``overlapped=True`` or ``problems=[...]``."""
+    def write_round(self, round_index: int, *, flush: bool = True, **info: Any) -> None:
+        """A per-round record, e.g. ``setup=1, race=16`` or ``problems=[...]``; flushed at
+        once unless ``flush`` is False (then like an operation line)."""
         self._buffer.append(json.dumps({"round": round_index, **info}, separators=(",", ":")))
-        self.flush()
+        if flush or len(self._buffer) >= self.flush_every:
+            self.flush()
 
     def flush(self) -> None:
         if self._file is None:

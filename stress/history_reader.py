@@ -132,6 +132,7 @@ class HistoryReader:
     handle: IO[str]
     lineno: int = 1
     rounds: dict[int, dict[str, Any]] = attrs.Factory(dict)
+    keep_rounds: bool = True  # False: validate round records but do not keep them
     trailer: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[Operation]:
@@ -209,7 +210,9 @@ class HistoryReader:
         if not isinstance(d, dict):
             raise UsageError(f"{where}: expected a JSON object")
         if "round" in d:
-            self.rounds[_int(d, "round", where, 0, U64)] = d
+            index = _int(d, "round", where, 0, U64)
+            if self.keep_rounds:
+                self.rounds[index] = d
             return
         if "end" in d:
             end = d["end"]
@@ -287,6 +290,7 @@ def read_history(path: Path | str) -> tuple[Header, HistoryReader]:
 def load_history(path: Path | str) -> tuple[Header, list[Operation]]:
     """Read a whole history into memory."""
     header, reader = read_history(path)
+    reader.keep_rounds = False  # one record per round: not needed here, not worth the memory
     enabled = gc.isenabled()
     gc.disable()  # many small acyclic objects: spare the cyclic GC's rescans
     try:

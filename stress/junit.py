@@ -1,7 +1,9 @@
 """JUnit XML for CI systems: one testcase per check of a run.
 
 A failed check becomes a `<failure>`; a check that could not judge (UNKNOWN: timeout,
-interference, crashed agent) becomes an `<error>`, so CI never shows it as passed.
+interference, crashed agent) becomes an `<error>`, so CI never shows it as passed. A check
+that passed with a caveat (WARN: the calls rarely overlapped, as the run's own warning says)
+becomes `<skipped>` with the message: neither a pass nor a failure.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from plots.data import FAIL, UNKNOWN, RunView
+from plots.data import FAIL, UNKNOWN, WARN, RunView
 
 
 def junit_xml(view: RunView, suite: str = "mmrace") -> str:
     """The JUnit XML document (a `<testsuites>` with one `<testsuite>`) for ``view``."""
     failures = sum(c.status == FAIL for c in view.checks)
     errors = sum(c.status == UNKNOWN for c in view.checks)
+    skipped = sum(c.status == WARN for c in view.checks)
     seconds = sum(c.seconds for c in view.checks)
     root = ET.Element(
         "testsuites",
@@ -31,7 +34,7 @@ def junit_xml(view: RunView, suite: str = "mmrace") -> str:
         tests=str(len(view.checks)),
         failures=str(failures),
         errors=str(errors),
-        skipped="0",
+        skipped=str(skipped),
         time=f"{seconds:.3f}",
     )
     props = ET.SubElement(ts, "properties")
@@ -49,6 +52,8 @@ def junit_xml(view: RunView, suite: str = "mmrace") -> str:
             ET.SubElement(case, "failure", message=check.message, type="FAIL").text = check.message
         elif check.status == UNKNOWN:
             ET.SubElement(case, "error", message=check.message, type="UNKNOWN").text = check.message
+        elif check.status == WARN:
+            ET.SubElement(case, "skipped", message=check.message)
     out_lines = [*(f"problem: {p}" for p in view.problems)]
     if view.replay:
         out_lines.append(f"replay: {view.replay}")

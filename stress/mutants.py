@@ -142,12 +142,7 @@ def run_cell(
     started = time.monotonic()
     try:
         target = make_target(options)
-        declare = getattr(target, "declare_regions", None)
-        if declare is not None:  # the kernel target must reserve page 0 and the like too
-            space = workloads.Space.from_params(target.params)
-            outside = [r for r in workload.regions(tasks, space) if r[1] <= space.base]
-            declare([*outside, *(r for r in workload.regions(tasks, space) if r[0] >= space.end)])
-        recorder = Recorder(target)
+        recorder = Recorder(target)  # the runner declares the workload's regions through it
         detector = Detector(recorder, workload, seed, check_timeout)
         stop = StopFlag()
         detected_after: list[float] = []

@@ -39,6 +39,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
          font-weight: bold; }
 .PASS, .ACCEPTABLE { background: #2a9d55; } .FAIL, .FORBIDDEN { background: #c62828; }
 .UNKNOWN, .INTERESTING { background: #e0a800; } .ungraded { background: #9e9e9e; }
+.WARN { background: #6d8fb3; }
 figure { margin: 1em 0 2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 pre { background: #f6f6f6; padding: 0.7em; overflow-x: auto; }

@@ -1,11 +1,18 @@
 """The stress harness: targets, the controlled scheduler, recording and the run orchestrator.
 
 Public API: the `Target` protocol and its values (`CallRecord`, `RaceOutcome`,
-`TargetOptions`),
-`really_raced`, and `make_target` (the registry of target names).
+`TargetOptions`), the two overlap measures `contested` and `really_raced`, and `make_target`
+(the registry of target names).
 """
 
-from stress.harness._target import CallRecord, RaceOutcome, Target, TargetOptions, really_raced
+from stress.harness._target import (
+    CallRecord,
+    RaceOutcome,
+    Target,
+    TargetOptions,
+    contested,
+    really_raced,
+)
 from stress.harness.targets import TARGETS, make_target
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "RaceOutcome",
     "Target",
     "TargetOptions",
+    "contested",
     "make_target",
     "really_raced",
 ]

@@ -66,6 +66,8 @@ class TargetOptions:
     `params`: the machine the model mirrors (None: the target's own choice).
     `noise`: inject seeded scheduling noise at yield points (model-threads).
     `schedule`: recorded decisions to replay instead of choosing (controlled scheduler).
+    `timeout`: seconds a target may wait for one answer (the agent's per-request deadline);
+    None: the target's default.
     """
 
     spec: str = "model"
@@ -77,6 +79,7 @@ class TargetOptions:
     params: mm.Params | None = None
     noise: bool = True
     schedule: tuple[int, ...] | None = None
+    timeout: float | None = None
 
 
 @runtime_checkable
@@ -90,6 +93,14 @@ class Target(Protocol):
     - `open(tasks, space)`: start workers, reserve and verify the arena `space`, spawn an agent.
     - `run_serial(round, ops)`: run `ops` one after another as task 0 (setup and cleanup).
     - `run_race(round, plans)`: task i runs `plans[i]` in order, all tasks concurrently.
+
+    Optional, looked up with `getattr` by the runner:
+    - `declare_regions(regions)`: called before `open` with `Workload.regions(tasks, space)`,
+      every [start, end) range a round may touch (the target verifies ranges outside the
+      space free, as the kernel and agent targets do).
+    - `dead`: a string once the target can run no more rounds (how it died); the runner stops.
+    - `late_problems`: a list of problems found outside a race (a death during cleanup or
+      `aclose`); the runner reports what is left in it after the rounds and after `aclose`.
     """
 
     name: str
@@ -104,6 +115,36 @@ class Target(Protocol):
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome: ...
 
     async def aclose(self) -> None: ...
+
+
+def contested(records: Sequence[CallRecord], page: int) -> bool:
+    """Did a real contest happen: were two racing calls that compete in flight at once?
+
+    Definition: a call *won* when it returned a success (an address or 0). The round is
+    contested when some call that won was in flight at the same instant as a call of another
+    task whose page range overlaps or touches its own (a touching neighbour counts: adjacent
+    mappings merge and split in the kernel). In flight: from invocation to response, ends
+    included (a pending call never ends). When no racing call won, any two such calls count.
+    Ranges are the calls' requested [addr, addr + length rounded up to pages).
+    """
+    if len(records) < 2:
+        return False
+    inf = float("inf")
+    spans = []
+    winners = []
+    for rec in records:
+        op = rec.op
+        lo = op.addr
+        end = inf if rec.ret is None else rec.ret
+        span = (rec.call, end, lo, lo + -(-op.length // page) * page)
+        spans.append((rec.task, span))
+        if rec.result is not None and rec.result >= 0:
+            winners.append((rec.task, span))
+    for task, (call, end, lo, hi) in winners or spans:
+        for other, (call2, end2, lo2, hi2) in spans:
+            if other != task and call2 <= end and call <= end2 and lo2 <= hi and lo <= hi2:
+                return True
+    return False
 
 
 def really_raced(records: Sequence[CallRecord]) -> bool:

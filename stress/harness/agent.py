@@ -8,7 +8,8 @@ The parent speaks JSON Lines over the child's stdin/stdout (docs/targets.md has 
 hello, open, one request per serial batch or race, bye. Stamps are the child's monotonic ns.
 
 Where it yields: only while sending a request and while waiting for its answer, under a
-per-request deadline (`timeout`, default 10 s, or $MMRACE_AGENT_TIMEOUT). A child that dies
+per-request deadline (`timeout`, else `TargetOptions.timeout` (`--agent-timeout`), else
+$MMRACE_AGENT_TIMEOUT, else 10 s). A child that dies
 (exit status or signal), sends garbage, or does not answer within the deadline is killed; the
 calls of the request in flight are recorded as pending (result None), the race reports how the
 child died as a problem (the run is then UNKNOWN unless a violation is already proven), and
@@ -125,6 +126,8 @@ class AgentTarget:
     ) -> None:
         options = options if options is not None else TargetOptions(spec="agent")
         self.wrapper = tuple(options.wrapper)
+        if timeout is None:
+            timeout = options.timeout
         if timeout is None:
             timeout = float(os.environ.get("MMRACE_AGENT_TIMEOUT", DEFAULT_TIMEOUT))
         self.timeout = timeout

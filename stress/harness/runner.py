@@ -3,11 +3,16 @@
 `execute(config, target)` drives a target through rounds planned by the workload, streams
 every operation to DIR/history.jsonl (a round's buffers are merged when the round ends, so a
 killed run loses at most the unflushed tail), writes the controlled scheduler's decisions to
-DIR/schedule.jsonl, grades each round in both readings (strict, compat) and counts how many
-rounds really raced. Checking the history is a separate step (`stress.harness.verdict`).
+DIR/schedule.jsonl, writes a round record per round (setup and race call counts, overlap,
+problems) and counts how many rounds really raced (`contested`: a call that won overlapped a
+competing call; `really_raced`: all racing calls shared an instant). Grading and checking the
+history are separate steps (`stress.harness.grade`, `stress.harness.verdict`).
 
-Stopping: after `rounds` rounds, when `time_budget` runs out, or when `stop.request()` is
-called (Ctrl-C does that; a second Ctrl-C cancels the round in flight).
+Before `open`, a target with `declare_regions` is told every range the workload may touch.
+Stopping: after `rounds` rounds, when `time_budget` runs out, when `stop.request()` is called
+(Ctrl-C does that; a second Ctrl-C cancels the round in flight), or when the target is dead
+(its `dead` attribute says how). Problems a target found outside any race (`late_problems`,
+e.g. an agent that died during the last cleanup or at the end) are reported after the rounds.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import workloads
 from mm import MAP_FIXED_NOREPLACE as NOREPLACE
 from stress import grading
 from stress.errors import UsageError
-from stress.harness._target import CallRecord, Target, TargetOptions
+from stress.harness._target import CallRecord, Target, TargetOptions, contested
 from stress.harness.scheduler import ScheduleDiverged
 from stress.history import Header, HistoryWriter
 
@@ -78,7 +83,8 @@ class RunStats:
     rounds: int = 0
     operations: int = 0
     race_operations: int = 0
-    overlapped_rounds: int = 0
+    overlapped_rounds: int = 0  # contested rounds (`contested`)
+    full_overlap_rounds: int = 0  # rounds whose racing calls all shared an instant
     problem_count: int = 0
     problems: list[str] = attrs.Factory(list)
     interrupted: str | None = None
@@ -106,7 +112,13 @@ class RunStats:
 
     @property
     def overlap_ratio(self) -> float:
+        """Share of rounds where a real contest happened (`contested`)."""
         return self.overlapped_rounds / self.rounds if self.rounds else 0.0
+
+    @property
+    def full_overlap_ratio(self) -> float:
+        """Share of rounds where every racing call was in flight at one instant."""
+        return self.full_overlap_rounds / self.rounds if self.rounds else 0.0
 
     def note_problem(self, text: str) -> None:
         self.problem_count += 1
@@ -199,6 +211,9 @@ async def execute(
         raise UsageError(f"workload {config.workload_ref}: {exc}") from None
     config.out.mkdir(parents=True, exist_ok=True)
     try:
+        declare = getattr(target, "declare_regions", None)
+        if declare is not None:  # e.g. page 0: the kernel and agent targets verify them free
+            declare(_regions(config, space))
         await target.open(config.tasks, space)  # may fill in `describe` (arena, agent, ...)
     except BaseException:
         with trio.CancelScope(shield=True):
@@ -232,12 +247,23 @@ async def execute(
         stats.seconds = time.monotonic() - stats.started
         with trio.CancelScope(shield=True):
             await target.aclose()
-        writer.close(rounds=stats.rounds, interrupted=stats.interrupted)
+        late = [str(p) for p in getattr(target, "late_problems", None) or ()]
+        for problem in late:  # e.g. an agent that died in the last cleanup or at the end
+            stats.note_problem(problem)
+        trailer: dict[str, Any] = {"problems": late} if late else {}
+        writer.close(rounds=stats.rounds, interrupted=stats.interrupted, **trailer)
         if schedule is not None:
             schedule.close()
     if fatal is not None:
         raise fatal
     return stats
+
+
+def _regions(config: RunConfig, space: workloads.Space) -> list[tuple[int, int]]:
+    try:
+        return list(config.workload.regions(config.tasks, space))
+    except ValueError as exc:
+        raise UsageError(f"workload {config.workload_ref}: {exc}") from None
 
 
 async def _watch_sigint(stop: StopFlag, scope: trio.CancelScope) -> None:
@@ -271,6 +297,9 @@ async def _rounds(
     while config.rounds is None or r < config.rounds:
         if stop.requested or (deadline is not None and time.monotonic() >= deadline):
             break
+        if getattr(target, "dead", None):  # nothing more can be recorded: say so, stop
+            stop.request("the target died")
+            break
         t0 = clock()
         plan = workload.plan(r, tasks, space, seed)
         t1 = clock()
@@ -294,16 +323,22 @@ async def _rounds(
             choices = getattr(target, "last_choices", [])
             schedule.write(json.dumps({"round": r, "choices": choices}, separators=(",", ":")))
             schedule.write("\n")
-        for problem in race.problems:
-            stats.note_problem(problem)
+        contest = contested(race.records, page)
+        info: dict[str, Any] = {"setup": len(setup), "race": len(race.records)}
+        if not contest:  # the keys below default to true: written only when false
+            info["overlapped"] = False
+        if not race.overlapped:
+            info["all_overlapped"] = False
         if race.problems:
-            writer.write_round(r, overlapped=race.overlapped, problems=race.problems)
-        elif not race.overlapped:  # the exception worth a line: a round that did not race
-            writer.write_round(r, overlapped=False)
+            info["problems"] = race.problems
+            for problem in race.problems:
+                stats.note_problem(problem)
+        writer.write_round(r, flush=bool(race.problems), **info)
         stats.rounds = r + 1
         stats.operations += len(setup) + len(race.records) + len(cleanup)
         stats.race_operations += len(race.records)
-        stats.overlapped_rounds += race.overlapped
+        stats.overlapped_rounds += contest
+        stats.full_overlap_rounds += race.overlapped
         shapes.append(len(setup))
         shapes.append(len(race.records))
         if race.problems:

@@ -57,6 +57,8 @@ def run_json(config: RunConfig) -> dict[str, Any]:
         "variant": opts.variant,
         "wrapper": list(opts.wrapper),
         "noise": opts.noise,
+        "privileged": opts.params.privileged if opts.params else None,
+        "agent_timeout": opts.timeout,
         "params": opts.params.to_json() if opts.params else None,
         "space": attrs.asdict(config.space) if config.space else None,
     }
@@ -140,6 +142,7 @@ def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptio
         "variant": data.get("variant"),
         "params": params,
         "noise": data.get("noise", True),
+        "timeout": data.get("agent_timeout"),
     }
     fields.update(overrides)
     return TargetOptions(**fields)

@@ -14,6 +14,23 @@ SUMMARY_VERSION = 1
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
 LOW_OVERLAP = 0.1
+OVERLAP_DEFINITION = (
+    "a call that won (returned a success) was in flight at the same instant as a call of "
+    "another task whose page range overlaps or touches its own (when no call won: any two "
+    "such calls)"
+)
+FULL_OVERLAP_DEFINITION = "all racing calls were in flight at one instant"
+
+
+def low_overlap_warning(tasks: int, rounds: int, contested: int) -> str | None:
+    """The warning when few rounds were contested (None when enough were, or one task)."""
+    if tasks < 2 or not rounds or contested / rounds >= LOW_OVERLAP:
+        return None
+    return (
+        f"only {contested} of {rounds} rounds really raced (a winning call overlapped a "
+        "competing one): the calls rarely overlapped, so the run says little about the race "
+        "(try more rounds, another target or scheduler)"
+    )
 
 
 def build_summary(
@@ -31,12 +48,9 @@ def build_summary(
     grading: dict[str, Any] = stats.grader.to_json() if stats.grader else {}
     check = judgement.check
     warnings = []
-    if stats.rounds and stats.overlap_ratio < LOW_OVERLAP:
-        warnings.append(
-            f"only {stats.overlapped_rounds} of {stats.rounds} rounds really raced: the calls "
-            "rarely overlapped, so the run says little about the race (try more rounds, "
-            "another target or scheduler)"
-        )
+    low = low_overlap_warning(config.tasks, stats.rounds, stats.overlapped_rounds)
+    if low is not None:
+        warnings.append(low)
     replay = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
     return {
         "mmrace_summary": SUMMARY_VERSION,
@@ -65,7 +79,11 @@ def build_summary(
         "overlap": {
             "rounds": stats.overlapped_rounds,
             "ratio": round(stats.overlap_ratio, 4),
-            "definition": "all race tasks' spans (first call to last return) share an instant",
+            "definition": OVERLAP_DEFINITION,
+            "full_rounds": stats.full_overlap_rounds,
+            "full_ratio": round(stats.full_overlap_ratio, 4),
+            "full_definition": FULL_OVERLAP_DEFINITION,
+            "warning": low,
         },
         "problems": stats.problems,
         "problem_count": stats.problem_count,
@@ -108,7 +126,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         + (f"   INCOMPLETE: {s['interrupted']}" if s["interrupted"] else ""),
         f"operations {s['operations']}  in {s['seconds']:.2f} s  ({s['throughput']:,.0f} ops/s)",
         f"overlap    {s['overlap']['rounds']}/{s['rounds']} rounds really raced "
-        f"({100 * s['overlap']['ratio']:.1f}%)   stamps: {unit}",
+        f"({100 * s['overlap']['ratio']:.1f}%), all calls at once in "
+        f"{s['overlap'].get('full_rounds', '?')}   stamps: {unit}",
     ]
     c = s["check"]
     check_line = f"checker    {c['verdict']}"
