@@ -10,10 +10,10 @@ shared structure is touched while the race runs); the last thread to finish repo
 back with `TrioToken.run_sync_soon`); `run_round(plans)` is the blocking form.
 
 Start gates:
-- ``"barrier"``: a condition variable broadcast (how `threading.Barrier` releases its
-  parties), the default;
+- ``"barrier"``: the coordinator wakes the workers one after the other (each blocks on a lock
+  of its own; a condition broadcast, as in `threading.Barrier`, does the same), the default;
 - ``"spin"``: workers poll a round counter, giving the GIL away (`time.sleep(0)`) each turn;
-- ``"hybrid"``: the broadcast, then each worker waits (polling) until all have woken, so no
+- ``"hybrid"``: the same wake-up, then each worker waits (polling) until all have woken, so no
   thread starts its calls before every other one is runnable.
 docs/targets.md gives the measured overlap of each.
 
@@ -51,6 +51,12 @@ class WorkerPool:
 
     `init(index)` runs first in each new thread (e.g. to install a yield hook, which lives in a
     context variable and so must be set per thread). One round at a time.
+
+    Hand-offs are plain `threading.Lock`s used as binary semaphores (C-level, no Python
+    `Condition` bookkeeping): each worker blocks on its own gate lock, which the coordinator
+    releases to start a round (the same sequential wake-up a condition broadcast does); the
+    last worker to finish, found with an atomic counter, calls `on_done` (`run_round`: releases
+    the lock the coordinator blocks on).
     """
 
     def __init__(
@@ -70,19 +76,20 @@ class WorkerPool:
         self.gate = gate
         self._init = init
         self.inline = inline  # run_round runs plans[0] in the calling thread
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # workers wait here for a round
-        self._done = threading.Condition(lock)  # run_round waits here for the workers
         self._first = 1 if inline else 0
-        self._generation = 0
+        self._workers_count = threads - self._first
+        self._gates = [_locked() for _ in range(threads)]  # released once per round
+        self._done_lock = _locked()  # run_round blocks here until the last worker releases it
+        self._generation = 0  # the spin gate polls it
         self._closing = False
         self._busy = False
         self._plans: Sequence[Sequence[Call]] = ()
         self._records: list[list[Record]] = []
         self._errors: list[BaseException | None] = []
-        self._left = 0
+        self._finished: itertools.count[int] = itertools.count(1)
         self._woken: itertools.count[int] = itertools.count()
         self._on_done: Callable[[], None] = _nothing
+        self._blocking = False
         self._workers = [
             threading.Thread(target=self._main, args=(i,), name=f"{name}-{i}", daemon=True)
             for i in range(self._first, threads)
@@ -94,6 +101,11 @@ class WorkerPool:
 
     def start(self, plans: Sequence[Sequence[Call]], on_done: Callable[[], None]) -> None:
         """Release a round (never blocks); the last worker to finish calls `on_done()`."""
+        self._release(plans, on_done, blocking=False)
+
+    def _release(
+        self, plans: Sequence[Sequence[Call]], on_done: Callable[[], None], *, blocking: bool
+    ) -> None:
         if len(plans) > self.threads:
             raise ValueError(f"{len(plans)} task plans for {self.threads} worker threads")
         if self._closing or self._busy:
@@ -102,13 +114,14 @@ class WorkerPool:
         self._plans = plans
         self._records = [[] for _ in range(self.threads)]
         self._errors = [None] * self.threads
-        self._left = self.threads - self._first
+        self._finished = itertools.count(1)
         self._woken = itertools.count(1 + self._first)
         self._on_done = on_done
-        with self._cond:
-            self._generation += 1
-            if self.gate != "spin":
-                self._cond.notify_all()
+        self._blocking = blocking
+        self._generation += 1
+        if self.gate != "spin":
+            for gate in self._gates[self._first :]:
+                gate.release()
 
     def results(self) -> list[list[Record]]:
         """The finished round's records (raises `WorkerError` for the first call that raised)."""
@@ -125,13 +138,20 @@ class WorkerPool:
     def run_round(self, plans: Sequence[Sequence[Call]]) -> list[list[Record]]:
         """Blocking form of `start` + wait + `results`; with `inline`, the calling thread runs
         `plans[0]` itself right after releasing the others (one thread hand-off fewer)."""
-        self.start(plans, _nothing)
+        if not self._workers_count:  # inline with one thread: nothing to hand off
+            if self._closing or self._busy:
+                raise RuntimeError(
+                    "worker pool is closed" if self._closing else "round in progress"
+                )
+            self._records, self._errors = [[]], [None]
+            if plans:
+                self._run(0, plans[0])
+            return self.results()
+        self._release(plans, self._done_lock.release, blocking=True)
         if self.inline and plans:
             self._run(0, plans[0])
-        with self._done:
-            while self._left:
-                self._done.wait()
-            self._busy = False
+        self._done_lock.acquire()
+        self._busy = False
         return self.results()
 
     def close(self) -> None:
@@ -139,9 +159,9 @@ class WorkerPool:
         if self._closing:
             return
         self._closing = True
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
+        self._generation += 1
+        for gate in self._gates[self._first :]:
+            gate.release()
         for worker in self._workers:
             worker.join()
 
@@ -151,32 +171,28 @@ class WorkerPool:
         if self._init is not None:
             self._init(index)
         seen = 0
-        cond = self._cond
+        gate = self._gates[index]
+        spin = self.gate == "spin"
+        hybrid = self.gate == "hybrid"
         while True:
-            if self.gate == "spin":
-                while self._generation == seen:
+            if spin:
+                while self._generation == seen and not self._closing:
                     time.sleep(0)
             else:
-                with cond:
-                    while self._generation == seen:
-                        cond.wait()
+                gate.acquire()
             seen = self._generation
             if self._closing:
                 return
-            if self.gate == "hybrid":
+            if hybrid:
                 woken, target = self._woken, self.threads
                 while next(woken) < target:
                     time.sleep(0)
             plans = self._plans
             if index < len(plans):
                 self._run(index, plans[index])
-            with cond:
-                self._left -= 1
-                last = self._left == 0
-                if last:
-                    self._busy = False
-                    self._done.notify()
-            if last:
+            if next(self._finished) == self._workers_count:  # atomic: the last one out
+                if not self._blocking:
+                    self._busy = False  # start(): nobody waits to do it
                 self._on_done()
 
     def _run(self, index: int, calls: Sequence[Call]) -> None:
@@ -191,6 +207,12 @@ class WorkerPool:
                 self._errors[index] = exc
                 return
             out.append((result, call, clock()))
+
+
+def _locked() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 def _nothing() -> None:

@@ -11,14 +11,23 @@ overlap in the kernel.
 
 Interference: before every race the target checks that nothing it did not create is mapped in
 its arenas. "Created" is the union of the page ranges its own successful mmap calls returned
-(from the records). Each gap of that union is probed with one MAP_FIXED_NOREPLACE PROT_NONE
-mapping (EEXIST = someone is there; the mapping is removed at once), which costs a few
-microseconds where reading /proc/self/maps costs most of a millisecond; on EEXIST the maps file
-is read to name the intruder. Findings go to `RaceOutcome.problems` (the run is then UNKNOWN).
+(from the records). Each gap of that union is checked by `_vmaquery.Occupancy`: one
+PROCMAP_QUERY ioctl (about 1.5 µs) where the kernel has it, else one MAP_FIXED_NOREPLACE
+PROT_NONE probe mapping removed at once (10-25 µs); reading /proc/self/maps costs most of a
+millisecond, so it is read only to name an intruder once one is seen. Findings go to
+`RaceOutcome.problems` (the run is then UNKNOWN).
+
+Speed (a 2-thread round is tens of microseconds, so per-round Python work shows): each op is
+fenced once (`_bind`, cached per op value) and then issued as a bare `raw_*` call, the way
+`KernelSpace.apply` would after its own check; the space's record of our mappings is updated
+after the round, only for ranges not already known; the trio thread runs task 0 inline and
+blocks for the round; a real trio checkpoint follows a round at most every
+`CHECKPOINT_SECONDS` (a cancellation check follows every round).
 """
 
 from __future__ import annotations
 
+import bisect
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -30,16 +39,17 @@ import trio
 import mm
 from mm import kernel as k
 from stress.errors import UsageError
-from stress.harness._target import Call, RaceOutcome, TargetOptions, really_raced
+from stress.harness._target import Call, RaceOutcome, TargetOptions
+from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
 from stress.worker import Call as WorkerCall
-from stress.worker import WorkerError, WorkerPool
+from stress.worker import Record, WorkerError, WorkerPool
 
 if TYPE_CHECKING:
     from workloads import Space
 
-# The probe mapping: shared anonymous never merges with the run's private neighbours.
-_PROBE_FLAGS = mm.MAP_SHARED | mm.MAP_ANONYMOUS | mm.MAP_FIXED_NOREPLACE | 0x4000  # NORESERVE
-_EEXIST = -mm.EEXIST
+_PROBE_FLAGS = PROBE_FLAGS
+CHECKPOINT_SECONDS = 0.002  # a trio checkpoint after a round at most this often
+_BOUND_CACHE = 4096  # fenced ops remembered (cleared when full)
 
 
 def require_linux(place: str) -> None:
@@ -125,9 +135,14 @@ class KernelTarget:
         self.page = k.page_size()
         self._declared = list(regions)
         self.arenas: list[k.Arena] = []
-        self.space: k.KernelSpace | None = None
+        self.space: _FencedSpace | None = None
         self._pool: WorkerPool | None = None
         self._created: list[tuple[int, int]] = []  # pages our own mmaps returned, in arenas
+        self._created_starts: list[int] = []  # their starts (bisect)
+        self._gaps: list[tuple[k.Arena, list[tuple[int, int]]]] | None = None  # not created
+        self._bound: dict[mm.Op, WorkerCall] = {}  # fenced ops and their raw calls
+        self._occupancy = Occupancy()
+        self._next_checkpoint = 0.0
         self._reported: set[str] = set()
         self.describe: dict[str, Any] = {"gate": gate}
 
@@ -152,11 +167,13 @@ class KernelTarget:
             self._release_arenas()
             raise UsageError(f"--target kernel: {exc}") from None
         self.space = _FencedSpace(*self.arenas)
+        self._occupancy = Occupancy.open(self.arenas[0])
         self._pool = WorkerPool(tasks, gate=self.gate, name="mmrace-kernel", inline=True)
         self.describe.update(
             threads=tasks,
             arenas=[f"[{a.base:#x}, {a.end:#x})" for a in self.arenas],
             uname=" ".join(_uname()),
+            interference_check=self._occupancy.method,
         )
 
     async def aclose(self) -> None:
@@ -165,6 +182,7 @@ class KernelTarget:
             await trio.to_thread.run_sync(pool.close)
         if self.space is not None:
             self.space.close()
+        self._occupancy.close()
         self._release_arenas()
 
     def _release_arenas(self) -> None:
@@ -175,55 +193,93 @@ class KernelTarget:
 
     async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Call]:
         """Setup/cleanup: a few fast system calls, issued from the trio thread itself."""
-        space = self._ready(ops)
+        calls = self._bind(ops)
         clock = time.monotonic_ns
         records = []
-        for op in ops:
+        for op, (fn, args) in zip(ops, calls, strict=True):
             call = clock()
-            result = space.apply(op)
+            result = fn(*args)
             records.append(Call(0, op, result, call, clock()))
         self._note_created(records)
+        await self._pause()
         return records
 
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
-        space = self._ready(op for plan in plans for op in plan)
-        assert self._pool is not None
+        bound = [self._bind(plan) for plan in plans]
+        pool = self._pool
+        assert pool is not None
         problems = self.interference()
-        apply = space.apply
-        bound: list[list[WorkerCall]] = [[(apply, (op,)) for op in plan] for plan in plans]
         try:
             # Blocking the trio thread for the round is deliberate: fenced kernel calls take
             # microseconds and cannot hang, and a cross-thread wake-up of trio costs more
-            # than the whole round (see docs/targets.md). A checkpoint follows.
-            raw = self._pool.run_round(bound)
-        except WorkerError as exc:  # e.g. UnsafeCall: never issued; the run cannot go on
+            # than the whole round (see docs/targets.md).
+            raw = pool.run_round(bound)
+        except WorkerError as exc:  # never expected: the raw calls do not raise
+            self._note_created(_records(plans, pool.last_records))  # unmapped at the end
             raise UsageError(f"--target kernel: {exc}") from None
-        await trio.lowlevel.checkpoint()
-        records = [
-            Call(task, op, result, call, ret)
-            for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
-            for op, (result, call, ret) in zip(plan, got, strict=True)
-        ]
+        records = _records(plans, raw)
         self._note_created(records)
-        return RaceOutcome(records, problems, really_raced(records))
+        await self._pause()
+        return RaceOutcome(records, problems, _really_raced(raw))
 
-    def _ready(self, ops: Iterable[mm.Op]) -> k.KernelSpace:
-        """The open space, after checking every op stays inside the arenas (else UsageError).
+    async def _pause(self) -> None:
+        """A cancellation check after every round; a real checkpoint (other trio tasks run)
+        at most every CHECKPOINT_SECONDS, since one costs about as much as a 2-thread round."""
+        now = time.perf_counter()
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + CHECKPOINT_SECONDS
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
 
-        An op outside them that was not declared gets a region of its own if that is free:
-        the whole low window [0, 0x20000) for a low address (the page-0 cases), else the op's
-        own page range. A munmap of a mapping this run's non-fixed mmap placed outside every
-        arena (the runner's undo of a moved hint) is allowed.
+    def _bind(self, ops: Iterable[mm.Op]) -> list[WorkerCall]:
+        """Each op fenced (checked to stay inside the arenas, else UsageError) and bound to the
+        raw call `KernelSpace.apply` would make; remembered per op value, since the check
+        depends only on the op and on arenas, which are never given back during a run.
+
+        An op outside the arenas that was not declared gets a region of its own if that is
+        free: the whole low window [0, 0x20000) for a low address (the page-0 cases), else the
+        op's own page range. A munmap of a mapping this run's non-fixed mmap placed outside
+        every arena (the runner's undo of a moved hint) goes through the space's `apply`.
         """
         space = self.space
         if space is None:
             raise RuntimeError("KernelTarget.open() first")
+        if space.closed:
+            raise UsageError("--target kernel: the kernel space is closed")
+        cache = self._bound
+        out = []
         for op in ops:
+            bound = cache.get(op)
+            if bound is None:
+                bound = self._bind_one(space, op)
+            out.append(bound)
+        return out
+
+    def _bind_one(self, space: _FencedSpace, op: mm.Op) -> WorkerCall:
+        if space._stray(op):  # not remembered: the space forgets the range once unmapped
+            return (space.apply, (op,))
+        try:
+            k.KernelSpace.check(space, op)
+        except k.UnsafeCall:
+            self._claim(op)
             try:
-                space.check(op)
-            except k.UnsafeCall:
-                self._claim(op)
-        return space
+                k.KernelSpace.check(space, op)
+            except k.UnsafeCall as exc:
+                raise UsageError(f"--target kernel: {exc}") from None
+        if op.kind == "mmap":
+            bound: WorkerCall = (
+                k.raw_mmap,
+                (op.addr, op.length, op.prot, op.flags, op.fd, op.offset),
+            )
+        elif op.kind == "munmap":
+            bound = (k.raw_munmap, (op.addr, op.length))
+        else:
+            bound = (k.raw_mprotect, (op.addr, op.length, op.prot))
+        if len(self._bound) >= _BOUND_CACHE:
+            self._bound.clear()
+        self._bound[op] = bound
+        return bound
 
     def _claim(self, op: mm.Op) -> None:
         assert self.space is not None
@@ -239,34 +295,51 @@ class KernelTarget:
             ) from None
         self.arenas.append(arena)
         self.space.add_arena(arena)
+        self._gaps = None
         self.describe["arenas"] = [str(a) for a in self.arenas]
 
     def _note_created(self, records: Iterable[Call]) -> None:
+        """Add our successful mmaps' ranges to `_created` and to the space's own record (which
+        `KernelSpace.apply` would have updated), skipping ranges already known inside an arena
+        (the common case: the same pages every round)."""
         added = []
         page = self.page
+        created, starts = self._created, self._created_starts
         for rec in records:
-            if rec.op.kind == "mmap" and rec.result is not None and rec.result >= 0:
-                end = rec.result + -(-(rec.op.length & k.U64) // page) * page
-                added.append((rec.result, end))
+            result = rec.result
+            if result is None or result < 0 or rec.op.kind != "mmap":
+                continue
+            length = rec.op.length
+            end = result + -(-(length & k.U64) // page) * page
+            i = bisect.bisect_right(starts, result) - 1
+            if i >= 0 and end <= created[i][1] and self._inside(result, end):
+                continue
+            assert self.space is not None
+            self.space._remember(result, length)
+            added.append((result, end))
         if added:
             self._created = merge_ranges([*self._created, *added])
+            self._created_starts = [lo for lo, _ in self._created]
+            self._gaps = None
+
+    def _inside(self, lo: int, hi: int) -> bool:
+        return any(a.base <= lo and hi <= a.end for a in self.arenas)
 
     # --- interference ----------------------------------------------------------------------
 
     def interference(self) -> list[str]:
         """Foreign mappings in the arenas (each reported once), as problem sentences."""
         found: list[k.Region] = []
-        for arena in self.arenas:
-            for lo, hi in gaps(arena.base, arena.end, self._created):
-                got = k.raw_mmap(lo, hi - lo, mm.PROT_NONE, _PROBE_FLAGS)
-                if got >= 0:
-                    k.raw_munmap(got, hi - lo)
-                    if got != lo:  # an old kernel's hint semantics: cannot trust the probe
-                        found.extend(self._foreign(arena))
-                        break
-                    continue
-                found.extend(self._foreign(arena))  # EEXIST, or the probe was refused: look
-                break
+        if self._gaps is None:
+            self._gaps = [(a, gaps(a.base, a.end, self._created)) for a in self.arenas]
+        busy = self._occupancy.busy
+        for arena, free in self._gaps:
+            for lo, hi in free:
+                if busy(lo, hi):
+                    found.extend(self._foreign(arena))  # name the intruder from the maps file
+                    break
+        if not found:
+            return []
         problems = []
         for region in found:
             text = f"interference: {region} is mapped inside the arena but this run never mapped it"
@@ -282,6 +355,28 @@ class KernelTarget:
             for lo, hi in gaps(region.start, region.end, self._created):
                 out.append(attrs.evolve(region, start=lo, end=hi))
         return out
+
+
+def _records(plans: Sequence[Sequence[mm.Op]], raw: Sequence[Sequence[Record]]) -> list[Call]:
+    """The worker buffers as `Call` values, task by task in plan order (a call that raised
+    ends its task's buffer)."""
+    return [
+        Call(task, op, result, call, ret)
+        for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
+        for op, (result, call, ret) in zip(plan, got, strict=False)
+    ]
+
+
+def _really_raced(raw: Sequence[Sequence[Record]]) -> bool:
+    """`stress.harness._target.really_raced` on the worker buffers: each task's span runs from
+    its first call to its last return (calls run in order, a pending one is last and never
+    ends); the round raced when at least two tasks ran and all spans share an instant."""
+    starts = [got[0][1] for got in raw if got]
+    if len(starts) < 2:
+        return False
+    ends = [got[-1][2] for got in raw if got]
+    finite = [e for e in ends if e is not None]
+    return not finite or max(starts) < min(finite)
 
 
 def _uname() -> tuple[str, ...]:

@@ -1,17 +1,23 @@
 """Benchmark hook for `mmrace bench harness`: kernel-target race rounds/s against a bare loop.
 
 Both sides race the same round — every thread asks for the same page with
-MAP_FIXED_NOREPLACE, then one thread unmaps it — in the same process, one after the other:
-- bare: N threads calling the ctypes binding directly (`mm.kernel.raw_mmap`), released by a
-  `threading.Barrier`, nothing recorded;
-- target: `KernelTarget.run_race` + `run_serial(cleanup)` driven from trio (gate, recording,
-  arena fence, interference probe, records as `Call` values).
-The figure is target rounds/s divided by bare rounds/s (target: at least 0.8), plus the share
-of target rounds whose calls really overlapped (`really_raced`).
+MAP_FIXED_NOREPLACE, then one thread unmaps it — in the same process, one after the other,
+with the same system calls per round apart from the target's interference check:
+- bare: N threads calling the ctypes binding directly (`mm.kernel.raw_mmap`, then thread 0
+  `raw_munmap`), released by a `threading.Barrier` before the race and again before the
+  cleanup, nothing recorded, nothing checked;
+- target: `KernelTarget.run_race` + `run_serial(cleanup)` driven from trio (gate, call and
+  return stamps, arena fence, the interference check before the race, records as `Call`
+  values).
+Bare and target runs alternate `repeats` times; the figure is the median of the paired
+ratios target rounds/s / bare rounds/s (target: at least 0.8; a pair runs back to back, so
+both sides see about the same load). The overlap shares are computed after the timed loop.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -80,46 +86,47 @@ async def target_rounds_per_second(
     await target.open(threads, Space(base, 1 << 30, page))
     grab = [[mm.Op.mmap(base, page, mm.PROT_READ | mm.PROT_WRITE, mm.NR)] for _ in range(threads)]
     cleanup = [mm.Op.munmap(base, page)]
-    rounds = raced = paired = 0
+    outcomes = []
     try:
         start = time.perf_counter()
         deadline = start + seconds
         while time.perf_counter() < deadline:
-            outcome = await target.run_race(rounds, grab)
-            await target.run_serial(rounds, cleanup)
-            rounds += 1
-            raced += outcome.overlapped
-            spans = [[(c.result, c.call, c.ret)] for c in outcome.records]
-            paired += overlap(spans) >= 2
+            outcomes.append(await target.run_race(len(outcomes), grab))
+            await target.run_serial(len(outcomes), cleanup)
         elapsed = time.perf_counter() - start
     finally:
         await target.aclose()
-    n = max(rounds, 1)
-    return rounds / elapsed, raced / n, paired / n
+    raced = sum(o.overlapped for o in outcomes)
+    paired = sum(overlap([[(c.result, c.call, c.ret)] for c in o.records]) >= 2 for o in outcomes)
+    n = max(len(outcomes), 1)
+    return len(outcomes) / elapsed, raced / n, paired / n
 
 
 def bench_kernel(
     threads: Sequence[int] = (2, 4, 8, 16),
     seconds: float = 0.3,
-    repeats: int = 3,
+    repeats: int = 5,
     base: int = k.FAR_BASE,
     gate: str = "barrier",
 ) -> list[BenchFigure]:
     """The figures for `mmrace bench harness` (Linux only; 2 x repeats x seconds per count).
 
-    Bare loop and target alternate `repeats` times; the best of each is kept (the machine
-    may be shared: the best run is the least disturbed one)."""
+    Bare loop and target alternate `repeats` times; each figure is the median of the paired
+    ratios (with the median rounds/s of each side in the note)."""
     figures = []
     arena = k.Arena.reserve(1 << 30, base)  # verifies the bare loop's page is free
     arena.release()
     for n in threads:
-        bare = got = raced = paired = 0.0
+        bares: list[float] = []
+        runs: list[tuple[float, float, float]] = []
         for _ in range(repeats):
-            bare = max(bare, bare_rounds_per_second(n, base, seconds))
-            rps, r, p = trio.run(target_rounds_per_second, n, base, seconds, gate)
-            if rps > got:
-                got, raced, paired = rps, r, p
-        ratio = got / bare if bare else 0.0
+            bares.append(bare_rounds_per_second(n, base, seconds))
+            runs.append(trio.run(target_rounds_per_second, n, base, seconds, gate))
+        ratio = statistics.median(r[0] / b for r, b in zip(runs, bares, strict=True) if b)
+        got = statistics.median(r[0] for r in runs)
+        bare = statistics.median(bares)
+        raced = statistics.median(r[1] for r in runs)
+        paired = statistics.median(r[2] for r in runs)
         figures.append(
             BenchFigure(
                 f"kernel target, {n} threads: rounds/s vs bare loop",
@@ -127,8 +134,11 @@ def bench_kernel(
                 "ratio",
                 RATIO_TARGET,
                 ratio >= RATIO_TARGET,
-                f"{got:.0f} vs {bare:.0f} rounds/s (gate {gate}); really raced (all {n} in "
-                f"flight) {raced:.0%} of rounds, two or more in flight {paired:.0%}",
+                f"{got:.0f} vs {bare:.0f} rounds/s (medians of {repeats}; bare: barrier, "
+                f"{n} x mmap, barrier, munmap; target adds stamps, fence, interference check, "
+                f"records; gate {gate}); really raced (all {n} in flight) {raced:.0%} of "
+                f"rounds, two or more in flight {paired:.0%}; "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
             )
         )
     return figures
