@@ -27,6 +27,7 @@ import trio
 
 import mm
 from mm import kernel as k
+from stress.harness._target import RaceOutcome
 from stress.harness.kernel import KernelTarget
 from stress.worker import overlap
 from workloads import Space
@@ -86,7 +87,7 @@ async def target_rounds_per_second(
     await target.open(threads, Space(base, 1 << 30, page))
     grab = [[mm.Op.mmap(base, page, mm.PROT_READ | mm.PROT_WRITE, mm.NR)] for _ in range(threads)]
     cleanup = [mm.Op.munmap(base, page)]
-    outcomes = []
+    outcomes: list[RaceOutcome] = []
     try:
         start = time.perf_counter()
         deadline = start + seconds
