@@ -130,19 +130,17 @@ def contested(records: Sequence[CallRecord], page: int) -> bool:
     if len(records) < 2:
         return False
     inf = float("inf")
-    spans = []
-    winners = []
-    for rec in records:
-        op = rec.op
-        lo = op.addr
-        end = inf if rec.ret is None else rec.ret
-        span = (rec.call, end, lo, lo + -(-op.length // page) * page)
-        spans.append((rec.task, span))
-        if rec.result is not None and rec.result >= 0:
-            winners.append((rec.task, span))
-    for task, (call, end, lo, hi) in winners or spans:
-        for other, (call2, end2, lo2, hi2) in spans:
-            if other != task and call2 <= end and call <= end2 and lo2 <= hi and lo <= hi2:
+    winners = [r for r in records if r.result is not None and r.result >= 0] or records
+    for w in winners:
+        task, call = w.task, w.call
+        end = inf if w.ret is None else w.ret
+        lo = w.op.addr
+        hi = lo + -(-w.op.length // page) * page
+        for o in records:
+            if o.task == task or o.call > end or (o.ret is not None and o.ret < call):
+                continue
+            op = o.op
+            if op.addr <= hi and lo <= op.addr + -(-op.length // page) * page:
                 return True
     return False
 
