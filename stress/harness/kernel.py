@@ -141,6 +141,7 @@ class KernelTarget:
         self._created_starts: list[int] = []  # their starts (bisect)
         self._gaps: list[tuple[k.Arena, list[tuple[int, int]]]] | None = None  # not created
         self._bound: dict[mm.Op, WorkerCall] = {}  # fenced ops and their raw calls
+        self._known: set[tuple[int, int]] = set()  # mmap results known to be in _created
         self._occupancy = Occupancy()
         self._next_checkpoint = 0.0
         self._reported: set[str] = set()
@@ -301,18 +302,23 @@ class KernelTarget:
     def _note_created(self, records: Iterable[Call]) -> None:
         """Add our successful mmaps' ranges to `_created` and to the space's own record (which
         `KernelSpace.apply` would have updated), skipping ranges already known inside an arena
-        (the common case: the same pages every round)."""
+        (the common case: the same pages every round; `_known` remembers such results)."""
         added = []
         page = self.page
-        created, starts = self._created, self._created_starts
+        known = self._known
         for rec in records:
             result = rec.result
             if result is None or result < 0 or rec.op.kind != "mmap":
                 continue
             length = rec.op.length
+            if (result, length) in known:
+                continue
             end = result + -(-(length & k.U64) // page) * page
-            i = bisect.bisect_right(starts, result) - 1
-            if i >= 0 and end <= created[i][1] and self._inside(result, end):
+            i = bisect.bisect_right(self._created_starts, result) - 1
+            if i >= 0 and end <= self._created[i][1] and self._inside(result, end):
+                if len(known) >= _BOUND_CACHE:
+                    known.clear()
+                known.add((result, length))
                 continue
             assert self.space is not None
             self.space._remember(result, length)
@@ -371,12 +377,18 @@ def _really_raced(raw: Sequence[Sequence[Record]]) -> bool:
     """`stress.harness._target.really_raced` on the worker buffers: each task's span runs from
     its first call to its last return (calls run in order, a pending one is last and never
     ends); the round raced when at least two tasks ran and all spans share an instant."""
-    starts = [got[0][1] for got in raw if got]
-    if len(starts) < 2:
-        return False
-    ends = [got[-1][2] for got in raw if got]
-    finite = [e for e in ends if e is not None]
-    return not finite or max(starts) < min(finite)
+    ran = 0
+    latest_start = 0
+    earliest_end: int | None = None
+    for got in raw:
+        if got:
+            ran += 1
+            start, end = got[0][1], got[-1][2]
+            if start > latest_start:
+                latest_start = start
+            if end is not None and (earliest_end is None or end < earliest_end):
+                earliest_end = end
+    return ran >= 2 and (earliest_end is None or latest_start < earliest_end)
 
 
 def _uname() -> tuple[str, ...]:
