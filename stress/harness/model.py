@@ -59,56 +59,88 @@ class FastLock:
 
 
 class _Crew:
-    """Persistent worker tasks for fast mode, released together each round by a gate.
+    """Persistent worker tasks for fast mode, released together by a gate each round.
 
-    Spawning 64 tasks per round costs about as much as the race itself; the crew parks on a
-    ParkingLot between rounds instead. Workers are trio system tasks (they outlive `open`);
-    they never raise: a failure is stored and re-raised by `run`.
+    Spawning 64 tasks per round costs about as much as the race itself; the crew sleeps in
+    `wait_task_rescheduled` between rounds instead, and `run` reschedules every worker (what
+    `ParkingLot.unpark_all` does, without its bookkeeping). Each worker runs its own plan
+    directly (no per-round coroutine), recording into its own buffer. Workers are trio system
+    tasks (they outlive `open`); they never raise: a failure is stored and re-raised by `run`.
     """
 
     def __init__(self, tasks: int, hook: Callable[[str], Awaitable[None]]) -> None:
         self.tasks = tasks
         self.hook = hook
-        self.gate = trio.lowlevel.ParkingLot()
+        self.parked: list[trio.lowlevel.Task] = []
         self.done = trio.Event()
         self.remaining = 0
         self.closing = False
-        self.body: Callable[[int], Awaitable[None]] | None = None
+        self.apply: Callable[[mm.Op], Awaitable[int]] | None = None
+        self.now: Callable[[], int] = time.monotonic_ns
+        self.plans: Sequence[Sequence[mm.Op]] = ()
+        self.buffers: list[list[CallRecord]] = []
         self.errors: list[BaseException] = []
 
     async def start(self) -> None:
         for i in range(self.tasks):
             trio.lowlevel.spawn_system_task(self._worker, i, name=f"mmrace-worker-{i}")
-        while len(self.gate) < self.tasks:
+        while len(self.parked) < self.tasks:
             await trio.lowlevel.checkpoint()
 
     async def _worker(self, i: int) -> None:
         mm.set_async_yield_hook(self.hook)
+        me = trio.lowlevel.current_task()
+        park = trio.lowlevel.wait_task_rescheduled
         while True:
-            await self.gate.park()
+            self.parked.append(me)
+            await park(_abort)
             if self.closing:
                 return
-            try:
-                assert self.body is not None
-                await self.body(i)
-            except Exception as exc:
-                self.errors.append(exc)
+            plans, apply, now = self.plans, self.apply, self.now
+            assert apply is not None
+            if i < len(plans):
+                append = self.buffers[i].append
+                try:
+                    for op in plans[i]:
+                        call = now()
+                        result = await apply(op)
+                        append(CallRecord(i, op, result, call, now()))
+                except Exception as exc:
+                    self.errors.append(exc)
             self.remaining -= 1
             if not self.remaining:
                 self.done.set()
 
-    async def run(self, body: Callable[[int], Awaitable[None]]) -> None:
-        self.body = body
+    async def run(
+        self,
+        apply: Callable[[mm.Op], Awaitable[int]],
+        now: Callable[[], int],
+        plans: Sequence[Sequence[mm.Op]],
+    ) -> list[list[CallRecord]]:
+        """Race `plans` (task i runs plans[i]); each task's records, in plan order."""
+        self.apply, self.now, self.plans = apply, now, plans
+        self.buffers = [[] for _ in range(self.tasks)]
         self.done = trio.Event()
         self.remaining = self.tasks
-        self.gate.unpark_all()
+        self._release()
         await self.done.wait()
         if self.errors:
             raise self.errors[0]
+        return self.buffers
+
+    def _release(self) -> None:
+        parked, self.parked = self.parked, []
+        reschedule = trio.lowlevel.reschedule
+        for task in parked:
+            reschedule(task)
 
     def close(self) -> None:
         self.closing = True
-        self.gate.unpark_all()
+        self._release()
+
+
+def _abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.SUCCEEDED
 
 
 def _trio_hook(seed: int, tasks: int) -> Callable[[str], Awaitable[None]]:
@@ -118,7 +150,9 @@ def _trio_hook(seed: int, tasks: int) -> Callable[[str], Awaitable[None]]:
     costs a task switch each, so it stays rare; the controlled scheduler explores windows)."""
     chance = random.Random(f"{seed}:trio").random
     inner = INNER_YIELD_CHANCE / max(tasks, 1)
-    checkpoint = trio.lowlevel.checkpoint
+    # a schedule point without a cancel point: the crew are system tasks, cancelled only
+    # when the whole run ends (and then at their park)
+    checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
     async def hook(name: str) -> None:
         if name == ENTER or chance() < inner:
@@ -189,16 +223,16 @@ class ModelTarget:
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
         assert self.core is not None, "open() first"
         now, apply = self._now, self.core.apply
-        buffers: list[list[CallRecord]] = [[] for _ in plans]
-
-        async def run(task: int) -> None:
-            append = buffers[task].append
-            for op in plans[task]:
-                call = now()
-                result = await apply(op)
-                append(CallRecord(task, op, result, call, now()))
-
         if self.scheduler is not None:
+            buffers: list[list[CallRecord]] = [[] for _ in plans]
+
+            async def run(task: int) -> None:
+                append = buffers[task].append
+                for op in plans[task]:
+                    call = now()
+                    result = await apply(op)
+                    append(CallRecord(task, op, result, call, now()))
+
             await self.scheduler.race(round_index, [partial(run, i) for i in range(len(plans))])
         else:
             if self._crew is None or self._crew.tasks != len(plans):
@@ -206,7 +240,7 @@ class ModelTarget:
                     self._crew.close()
                 self._crew = _Crew(len(plans), _trio_hook(self.options.seed, len(plans)))
                 await self._crew.start()
-            await self._crew.run(run)
+            buffers = await self._crew.run(apply, now, plans)
         records = [rec for buf in buffers for rec in buf]
         return RaceOutcome(records, [], really_raced(records))
 
