@@ -384,7 +384,7 @@ def _really_raced(raw: Sequence[Sequence[Record]]) -> bool:
         if got:
             ran += 1
             start, end = got[0][1], got[-1][2]
-            if start > latest_start:
+            if ran == 1 or start > latest_start:
                 latest_start = start
             if end is not None and (earliest_end is None or end < earliest_end):
                 earliest_end = end

@@ -20,7 +20,7 @@ import trio
 
 import mm
 from mm._yield import ENTER
-from stress.harness._target import CallRecord, RaceOutcome, TargetOptions, really_raced
+from stress.harness._target import CallRecord, RaceOutcome, TargetOptions
 from stress.harness.scheduler import (
     ControlledScheduler,
     ReplayStrategy,
@@ -242,13 +242,30 @@ class ModelTarget:
                 await self._crew.start()
             buffers = await self._crew.run(apply, now, plans)
         records = [rec for buf in buffers for rec in buf]
-        return RaceOutcome(records, [], really_raced(records))
+        return RaceOutcome(records, [], _really_raced(buffers))
 
     async def aclose(self) -> None:
         self.core = None
         if self._crew is not None:
             self._crew.close()
             self._crew = None
+
+
+def _really_raced(buffers: Sequence[Sequence[CallRecord]]) -> bool:
+    """`really_raced` on per-task buffers in call order: a task's span is its first call's
+    invocation to its last call's response (a pending call, always the last, never ends)."""
+    ran = 0
+    latest_start = 0
+    earliest_end: int | None = None
+    for buf in buffers:
+        if buf:
+            ran += 1
+            start, end = buf[0].call, buf[-1].ret
+            if ran == 1 or start > latest_start:
+                latest_start = start
+            if end is not None and (earliest_end is None or end < earliest_end):
+                earliest_end = end
+    return ran >= 2 and (earliest_end is None or latest_start < earliest_end)
 
 
 def make_target(options: TargetOptions) -> ModelTarget:
