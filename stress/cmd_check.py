@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any
 
-import attrs
-
 import mm
-from stress.checker import CheckResult, Counterexample, Event, Verdict, check, minimize
-from stress.checker.mm_check import check_events
+from stress.checker import CheckResult, Event, Verdict
+from stress.checker.mm_check import check_events, minimized
 from stress.checker.mm_model import MmModel, params_of, to_events
+from stress.checker.mm_text import render
 from stress.errors import UsageError
 from stress.history import read_history
 
 HELP = "check a history file for linearizability"
 EXIT = {Verdict.OK: 0, Verdict.VIOLATION: 1, Verdict.UNKNOWN: 3}
-MINIMIZE_SECONDS = 20.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,70 +54,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(model, result, original, header))
     return EXIT[result.verdict]
-
-
-def minimized(model: MmModel, result: CheckResult, timeout: float | None) -> CheckResult:
-    """The result with its counterexample shrunk (the original one if shrinking fails)."""
-    assert result.counterexample is not None
-    budget = MINIMIZE_SECONDS if timeout is None else min(MINIMIZE_SECONDS, timeout)
-    deadline = time.monotonic() + budget
-    smaller = minimize(model, result.counterexample.events, timeout=budget)
-    left = max(0.1, deadline - time.monotonic())
-    again = check(model, smaller, timeout=left, workers=1)
-    if again.verdict is not Verdict.VIOLATION or again.counterexample is None:
-        return result
-    return attrs.evolve(result, counterexample=again.counterexample)
-
-
-def _time(ns: int | None, origin: int) -> str:
-    if ns is None:
-        return "no response"
-    delta = ns - origin
-    return f"{delta} ns" if delta < 10_000 else f"{delta / 1000:.1f} µs"
-
-
-def render(model: MmModel, result: CheckResult, original: int | None, header: Any = None) -> str:
-    """The verdict and counterexample in words."""
-    lines = [f"{result.verdict.value}: {result.reason}"]
-    if header is not None:
-        lines.append(f"history: target {header.target}, workload {header.workload or '-'}")
-    lines.append(
-        f"operations: {result.operations}, partitions: {result.partitions} "
-        f"({result.partitions_checked} checked), seconds: {result.seconds:.3f}"
-    )
-    cx = result.counterexample
-    if cx is not None:
-        lines.extend(counterexample_lines(model, cx, original))
-    return "\n".join(lines)
-
-
-def counterexample_lines(model: MmModel, cx: Counterexample, original: int | None) -> list[str]:
-    """The counterexample: its calls, the longest order found, and why each next call fails."""
-    events = cx.events
-    origin = min(e.call for e in events)
-    size = f"{len(events)} operations"
-    if original is not None and original != len(events):
-        size += f", minimized from {original}"
-    lines = ["", f"counterexample ({size}; times from its first call):"]
-    order = sorted(range(len(events)), key=lambda k: (events[k].call, k))
-    for k in order:
-        e = events[k]
-        lines.append(
-            f"  [{k}] task {e.task}: {model.describe_operation(e)}   "
-            f"({_time(e.call, origin)} .. {_time(e.ret, origin)})"
-        )
-    if cx.linearized:
-        lines.append("longest order that explains a prefix:")
-        for n, k in enumerate(cx.linearized, 1):
-            lines.append(
-                f"  {n}. [{k}] task {events[k].task}: {model.describe_operation(events[k])}"
-            )
-        lines.append("then no call can come next:")
-    else:
-        lines.append("no call can come first:")
-    for k, why in cx.stuck:
-        lines.append(f"  - [{k}] {why}")
-    return lines
 
 
 def _event_json(model: MmModel, k: int, e: Event) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 import mm
-from stress.checker import BaseModel, CheckResult, Event, Verdict, check
+from stress.checker import BaseModel, CheckResult, Event, Verdict, check, minimize
 from stress.checker.mm_model import MmModel
 from stress.checker.mm_partition import is_nonfixed_mmap, partition, span
 from stress.checker.race_pass import race_pass
@@ -103,6 +103,24 @@ def _check_events(
                 ),
             )
     return result
+
+
+MINIMIZE_SECONDS = 20.0
+
+
+def minimized(model: MmModel, result: CheckResult, timeout: float | None) -> CheckResult:
+    """The result with its counterexample shrunk by the engine's sound steps (the original one
+    if shrinking fails or runs out of time). Spends at most ``MINIMIZE_SECONDS`` (or
+    ``timeout``, when smaller)."""
+    assert result.counterexample is not None
+    budget = MINIMIZE_SECONDS if timeout is None else min(MINIMIZE_SECONDS, timeout)
+    deadline = time.monotonic() + budget
+    smaller = minimize(model, result.counterexample.events, timeout=budget)
+    left = max(0.1, deadline - time.monotonic())
+    again = check(model, smaller, timeout=left, workers=1)
+    if again.verdict is not Verdict.VIOLATION or again.counterexample is None:
+        return result
+    return attrs.evolve(result, counterexample=again.counterexample)
 
 
 def witness(model: MmModel, part: Sequence[Event]) -> bool:

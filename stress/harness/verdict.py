@@ -8,7 +8,7 @@ Exit codes: 0 OK, 1 VIOLATION, 3 UNKNOWN (2 is the CLI's bad usage).
 
 from __future__ import annotations
 
-import importlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,6 @@ class Judgement:
         return EXIT_CODES[self.verdict]
 
 
-def _checker() -> Any:
-    try:
-        module = importlib.import_module("stress.checker.mm_model")
-    except ModuleNotFoundError:
-        return None
-    return getattr(module, "check_history", None)
-
-
 def check_history_file(path: Path, timeout: float) -> CheckSummary:
     """Run the linearizability checker on a history file (UNKNOWN when it cannot judge)."""
     header, ops = load_history(path)
@@ -61,19 +53,30 @@ def check_history_file(path: Path, timeout: float) -> CheckSummary:
 
 
 def check_operations(header: Header, ops: list[Operation], timeout: float) -> CheckSummary:
-    check = _checker()
-    if check is None:
-        return CheckSummary(UNKNOWN, "the mm checker (stress.checker.mm_model) is missing", 0, 0, 0)
+    """Check the history; a violation's counterexample is minimized by the engine's sound steps
+    (within the same time budget) and put in words, as `mmrace check` does."""
     try:
-        result = check(header, ops, timeout)
+        from stress.checker.mm_check import minimized
+        from stress.checker.mm_model import MmModel, check_history, params_of
+        from stress.checker.mm_text import counterexample_lines
+    except ModuleNotFoundError as exc:
+        return CheckSummary(UNKNOWN, f"the mm checker is missing ({exc})", 0, 0, 0)
+    started = time.monotonic()
+    try:
+        result = check_history(header, ops, timeout)
+        text = details = None
+        if result.counterexample is not None:
+            model = MmModel(params_of(header))
+            original = len(result.counterexample.events)
+            left = max(0.5, timeout - (time.monotonic() - started))
+            result = minimized(model, result, left)
+            cx = result.counterexample
+            assert cx is not None  # minimized() keeps a counterexample
+            text = "\n".join(counterexample_lines(model, cx, original)).strip("\n")
+            details = counterexample_json(cx, original)
     except Exception as exc:  # a broken checker must not pass a run: UNKNOWN, with the reason
         return CheckSummary(UNKNOWN, f"checker failed: {type(exc).__name__}: {exc}", 0, 0, 0)
     verdict = getattr(result.verdict, "value", str(result.verdict))
-    text = None
-    details = None
-    if result.counterexample is not None:
-        text = describe_counterexample(result.counterexample)
-        details = counterexample_json(result.counterexample)
     return CheckSummary(
         verdict,
         result.reason,
@@ -85,36 +88,7 @@ def check_operations(header: Header, ops: list[Operation], timeout: float) -> Ch
     )
 
 
-def _event_text(event: Any) -> str:
-    op = event.input
-    if event.ret is None:
-        outcome = "no response"
-    elif hasattr(op, "kind"):
-        import mm
-
-        outcome = mm.format_result(op.kind, event.output)
-    else:
-        outcome = repr(event.output)
-    span = f"[{event.call}, {'…' if event.ret is None else event.ret}]"
-    return f"task {event.task}: {op} -> {outcome} {span}"
-
-
-def describe_counterexample(cx: Any) -> str:
-    """The counterexample in words: the longest atomic order found, then why it got stuck."""
-    lines = []
-    if cx.linearized:
-        lines.append("The longest atomic order the checker could build:")
-        for n, i in enumerate(cx.linearized, 1):
-            lines.append(f"  {n}. {_event_text(cx.events[i])}")
-    else:
-        lines.append("No call can be placed first in any atomic order.")
-    lines.append("and then no call can come next:")
-    for i, why in cx.stuck:
-        lines.append(f"  - {_event_text(cx.events[i])}: {why}")
-    return "\n".join(lines)
-
-
-def counterexample_json(cx: Any) -> dict[str, Any]:
+def counterexample_json(cx: Any, minimized_from: int | None = None) -> dict[str, Any]:
     """The counterexample as indices into its events, with the events themselves."""
     events = []
     for e in cx.events:
@@ -125,6 +99,7 @@ def counterexample_json(cx: Any) -> dict[str, Any]:
         "events": events,
         "linearized": list(cx.linearized),
         "stuck": [{"event": i, "why": why} for i, why in cx.stuck],
+        "minimized_from": minimized_from,
     }
 
 
