@@ -198,8 +198,10 @@ def _flags(result: RoundResult, outcomes: Sequence[str], page_size: int) -> dict
     losers_overlap = all(any(_overlaps(lost, m) for m in mapped) for lost in losers)
     first_won = True
     if probes:
-        first = min(probes, key=lambda p: p[0].call)
-        first_won = first[1] == "winners"
+        # Calls stamped at the same instant (the controlled scheduler starts a round's calls
+        # together) are all "first": the winner being one of them is the unremarkable case.
+        earliest = min(c.call for c, _ in probes)
+        first_won = any(o == "winners" for c, o in probes if c.call == earliest)
     return {
         "overlapped": overlapped(result.calls),
         "first_won": first_won,

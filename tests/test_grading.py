@@ -55,6 +55,13 @@ def test_winner_that_was_not_first_to_call_is_interesting() -> None:
     assert "not the first" in grade.description
 
 
+def test_winner_among_calls_stamped_at_the_same_instant_counts_as_first() -> None:
+    # The controlled scheduler stamps a round's calls at one instant: no task called first.
+    calls = (probe(0, EEXIST, 0, 50), probe(1, B, 0, 20), probe(2, EEXIST, 0, 40))
+    grade = grade_round(SAME_PAGE, RoundResult(0, 3, calls), privileged=True)
+    assert grade.verdict == workloads.ACCEPTABLE
+
+
 def test_two_winners_are_forbidden_and_fail_the_run() -> None:
     grader = Grader(SAME_PAGE, 3)
     strict, compat = grader.add(sequential([B, B, EEXIST]))
