@@ -119,10 +119,14 @@ def _lsm_min_addr(default: int, dac: int) -> int:
     return default
 
 
-def has_cap_sys_rawio() -> bool:
-    """Does this process hold CAP_SYS_RAWIO in its effective set? (False when unknowable.)"""
+def has_cap_sys_rawio(status: str = "/proc/self/status") -> bool:
+    """Does this process hold CAP_SYS_RAWIO in its effective set? (False when unknowable.)
+
+    `status` is the /proc status file to read: the process's (the main thread's), or
+    /proc/thread-self/status for the calling thread's own capabilities.
+    """
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(status).read_text().splitlines():
             if line.startswith("CapEff:"):
                 return bool(int(line.split()[1], 16) >> CAP_SYS_RAWIO & 1)
     except (OSError, ValueError, IndexError):

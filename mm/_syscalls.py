@@ -11,10 +11,9 @@ import ctypes
 import os
 import sys
 import threading
-from pathlib import Path
 
 from mm._names import MAP_ANONYMOUS, MAP_PRIVATE, PROT_NONE
-from mm._params import CAP_SYS_RAWIO
+from mm._params import CAP_SYS_RAWIO, has_cap_sys_rawio
 
 U64 = (1 << 64) - 1
 _MAP_FAILED = U64
@@ -152,10 +151,4 @@ def drop_cap_sys_rawio() -> None:
 
 def thread_has_cap_sys_rawio() -> bool:
     """Does the calling thread hold CAP_SYS_RAWIO? (/proc/self/status shows the main thread's.)"""
-    try:
-        for line in Path("/proc/thread-self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RAWIO & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
+    return has_cap_sys_rawio("/proc/thread-self/status")
