@@ -79,13 +79,15 @@ class WorkerPool:
         self._first = 1 if inline else 0
         self._workers_count = threads - self._first
         self._gates = [_locked() for _ in range(threads)]  # released once per round
+        self._worker_gates = self._gates[self._first :]
         self._done_lock = _locked()  # run_round blocks here until the last worker releases it
         self._generation = 0  # the spin gate polls it
         self._closing = False
         self._busy = False
         self._plans: Sequence[Sequence[Call]] = ()
         self._records: list[list[Record]] = []
-        self._errors: list[BaseException | None] = []
+        self._errors: list[BaseException | None] = [None] * threads
+        self._failed = False  # a call raised in the last round (then `_errors` says where)
         self._finished: itertools.count[int] = itertools.count(1)
         self._woken: itertools.count[int] = itertools.count()
         self._on_done: Callable[[], None] = _nothing
@@ -113,18 +115,23 @@ class WorkerPool:
         self._busy = True
         self._plans = plans
         self._records = [[] for _ in range(self.threads)]
-        self._errors = [None] * self.threads
+        if self._failed:
+            self._errors = [None] * self.threads
+            self._failed = False
         self._finished = itertools.count(1)
-        self._woken = itertools.count(1 + self._first)
+        if self.gate == "hybrid":
+            self._woken = itertools.count(1 + self._first)
         self._on_done = on_done
         self._blocking = blocking
         self._generation += 1
         if self.gate != "spin":
-            for gate in self._gates[self._first :]:
+            for gate in self._worker_gates:
                 gate.release()
 
     def results(self) -> list[list[Record]]:
         """The finished round's records (raises `WorkerError` for the first call that raised)."""
+        if not self._failed:
+            return self._records
         for task, error in enumerate(self._errors):
             if error is not None:
                 raise WorkerError(task, error) from error
@@ -143,7 +150,9 @@ class WorkerPool:
                 raise RuntimeError(
                     "worker pool is closed" if self._closing else "round in progress"
                 )
-            self._records, self._errors = [[]], [None]
+            self._records = [[]]
+            if self._failed:
+                self._errors, self._failed = [None], False
             if plans:
                 self._run(0, plans[0])
             return self.results()
@@ -160,7 +169,7 @@ class WorkerPool:
             return
         self._closing = True
         self._generation += 1
-        for gate in self._gates[self._first :]:
+        for gate in self._worker_gates:
             gate.release()
         for worker in self._workers:
             worker.join()
@@ -205,6 +214,7 @@ class WorkerPool:
             except BaseException as exc:  # recorded, re-raised by results()
                 out.append((None, call, None))
                 self._errors[index] = exc
+                self._failed = True
                 return
             out.append((result, call, clock()))
 
