@@ -22,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "what", nargs="?", default="all", choices=("harness", "checker", "all"), help="which"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions (median; default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="repetitions (median; default 5 for harness, 3 for checker)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
     parser.add_argument("--no-kernel", action="store_true", help="skip the kernel target")
 
@@ -68,16 +73,16 @@ def _format(section: str, rows: list[dict[str, Any]]) -> str:
 def run(args: argparse.Namespace) -> int:
     from stress.errors import UsageError
 
-    if args.repeat < 1:
+    if args.repeat is not None and args.repeat < 1:
         raise UsageError(f"--repeat: must be at least 1, got {args.repeat}")
     sections: dict[str, list[dict[str, Any]]] = {}
     if args.what in ("harness", "all"):
         from stress.harness import bench
 
-        figures = bench.run(args.repeat, quick=args.quick, kernel=not args.no_kernel)
+        figures = bench.run(args.repeat or 5, quick=args.quick, kernel=not args.no_kernel)
         sections["harness"] = _rows(figures)
     if args.what in ("checker", "all"):
-        sections["checker"] = _checker(args.repeat)
+        sections["checker"] = _checker(args.repeat or 3)
     if args.json:
         print(json.dumps(sections, indent=2))
     else:

@@ -64,7 +64,27 @@ def _run_once(scheduler: str, rounds: int, seed: int) -> tuple[float, float, flo
 
 
 def throughput(scheduler: str, target: float, rounds: int, repeat: int) -> Figure:
-    runs = [_run_once(scheduler, rounds, seed) for seed in range(repeat)]
+    """One scheduler's figure: the median of `repeat` recorded runs."""
+    return _throughput_figure(
+        scheduler, target, rounds, [_run_once(scheduler, rounds, s) for s in range(repeat)]
+    )
+
+
+def throughputs(schedulers: dict[str, float], rounds: int, repeat: int) -> list[Figure]:
+    """Every scheduler's figure, their runs interleaved (trio, random, pct, trio, ...) so that
+    a burst of load from other jobs on a shared machine hits all figures alike."""
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in schedulers}
+    for seed in range(repeat):
+        for name in schedulers:
+            runs[name].append(_run_once(name, rounds, seed))
+    return [
+        _throughput_figure(name, target, rounds, runs[name]) for name, target in schedulers.items()
+    ]
+
+
+def _throughput_figure(
+    scheduler: str, target: float, rounds: int, runs: list[tuple[float, float, float]]
+) -> Figure:
     wall = statistics.median(r[0] for r in runs)
     cpu = statistics.median(r[1] for r in runs)
     overlap = statistics.median(r[2] for r in runs)
@@ -75,8 +95,8 @@ def throughput(scheduler: str, target: float, rounds: int, repeat: int) -> Figur
         "ops/s",
         target,
         wall >= target,
-        f"{cpu:,.0f} ops per CPU-second; overlap {overlap:.0%}; {rounds} rounds x {repeat}; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        f"median of {len(runs)}; {cpu:,.0f} ops per CPU-second; overlap {overlap:.0%}; "
+        f"{rounds} rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
     )
 
 
@@ -156,7 +176,7 @@ def _rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def kernel_figures(seconds: float = 0.5) -> list[Figure]:
+def kernel_figures(seconds: float = 0.3, repeat: int = 5) -> list[Figure]:
     """The kernel target's figures, from the targets' hook (Linux only)."""
     if not sys.platform.startswith("linux"):
         return [Figure("kernel target", 0, "", None, True, "skipped: not Linux")]
@@ -165,21 +185,20 @@ def kernel_figures(seconds: float = 0.5) -> list[Figure]:
         from stress.harness.kernel_bench import bench_kernel
     except ImportError as exc:
         return [Figure("kernel target", 0, "", None, False, f"hook missing: {exc}")]
-    for f in bench_kernel(seconds=seconds):
+    for f in bench_kernel(seconds=seconds, repeats=repeat):
         figures.append(Figure(f.name, f.value, f.unit, f.target, bool(f.ok), f.note))
     return figures
 
 
-def run(repeat: int = 3, quick: bool = False, kernel: bool = True) -> list[Figure]:
-    """Every harness figure."""
+def run(repeat: int = 5, quick: bool = False, kernel: bool = True) -> list[Figure]:
+    """Every harness figure (`repeat` runs of each timed figure, medians)."""
     rounds = 100 if quick else 300
+    schedulers = {"trio": TRIO_TARGET, "random": CONTROLLED_TARGET, "pct": CONTROLLED_TARGET}
     figures = [
-        throughput("trio", TRIO_TARGET, rounds, repeat),
-        throughput("random", CONTROLLED_TARGET, rounds, repeat),
-        throughput("pct", CONTROLLED_TARGET, rounds, repeat),
+        *throughputs(schedulers, rounds, repeat),
         bytes_per_record(),
         rss_growth(300 if quick else 1500),
     ]
     if kernel:
-        figures += kernel_figures(0.2 if quick else 0.5)
+        figures += kernel_figures(0.1 if quick else 0.3, repeat)
     return figures
