@@ -4,6 +4,7 @@ the fenced-op cache, and the round's overlap computed from the worker buffers.""
 from __future__ import annotations
 
 import os
+import random
 import sys
 from collections.abc import Iterator
 
@@ -21,7 +22,13 @@ if sys.platform.startswith("linux"):
     from mm import kernel as k
     from stress.harness._target import really_raced
     from stress.harness._vmaquery import Occupancy
-    from stress.harness.kernel import KernelTarget, _really_raced, _records
+    from stress.harness.kernel import (
+        PROBE_LIMIT,
+        KernelTarget,
+        _really_raced,
+        _records,
+        merge_ranges,
+    )
     from stress.worker import Record
     from workloads import Space
 
@@ -121,3 +128,47 @@ async def test_fenced_ops_are_cached_but_refusals_are_not() -> None:
 def test_fast_really_raced_matches_the_definition(raw: list[list[Record]]) -> None:
     plans = [[mm.Op.munmap(B, P)] * len(task) for task in raw]
     assert _really_raced(raw) == really_raced(_records(plans, raw))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_created_ranges_stay_merged(seed: int) -> None:
+    rng = random.Random(seed)
+    target = KernelTarget()
+    ranges = []
+    for _ in range(rng.randint(1, 30)):
+        lo = rng.randint(0, 40) * P
+        hi = lo + rng.randint(1, 5) * P
+        ranges.append((lo, hi))
+        target._add_created(lo, hi)
+    assert target._created == merge_ranges(ranges)
+    assert target._created_starts == [lo for lo, _ in target._created]
+    for lo, hi in ranges:
+        assert target._covered(lo, hi)
+    inside = {p for lo, hi in ranges for p in range(lo, hi, P)}
+    for page in range(0, 46 * P, P):
+        assert target._covered(page, page + P) == (page in inside)
+
+
+@pytest.mark.parametrize("method", ["auto", "probe"])
+async def test_many_created_ranges_still_find_an_intruder(method: str) -> None:
+    """A long run creates a new range every round (random bases): the check must stay cheap
+    (a walk of what is mapped, or a maps read past PROBE_LIMIT gaps) and still be right."""
+    target = KernelTarget()
+    await target.open(1, Space(B, SIZE, P))
+    if method == "probe":
+        target._occupancy.close()
+    intruder = B + 301 * P
+    try:
+        for i in range(PROBE_LIMIT + 10):  # separate pages: as many created ranges
+            page = B + (3 * i + 1) * P
+            [rec] = await target.run_serial(0, [mm.Op.mmap(page, P, mm.PROT_READ, mm.NR)])
+            assert rec.result == page
+            await target.run_serial(0, [mm.Op.munmap(page, P)])
+        assert len(target._created) == PROBE_LIMIT + 10
+        assert target.interference() == []
+        assert k.raw_mmap(intruder, P, mm.PROT_READ, mm.NR) == intruder
+        [problem] = target.interference()
+        assert f"{intruder:#x}" in problem
+    finally:
+        k.raw_munmap(intruder, P)
+        await target.aclose()

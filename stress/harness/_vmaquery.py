@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import struct
+from collections.abc import Iterator
 
 import mm
 from mm import kernel as k
@@ -86,6 +87,20 @@ class Occupancy:
             raise
         start, end = _SPAN.unpack_from(buf, 24)
         return start, end
+
+    def mappings(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """The mappings meeting [lo, hi), in address order, one ioctl each (and one more to
+        see that nothing follows). Only with the ioctl (`method == "procmap-query"`);
+        raises OSError if it fails."""
+        if self._fd is None:
+            raise OSError(errno.ENOTTY, "PROCMAP_QUERY is not in use")
+        addr = lo
+        while addr < hi:
+            found = self._first(addr)
+            if found is None or found[0] >= hi:
+                return
+            yield found
+            addr = found[1]
 
     def busy(self, lo: int, hi: int) -> bool:
         """True when something is mapped in [lo, hi) (or the probe could not tell)."""

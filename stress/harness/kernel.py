@@ -11,11 +11,13 @@ overlap in the kernel.
 
 Interference: before every race the target checks that nothing it did not create is mapped in
 its arenas. "Created" is the union of the page ranges its own successful mmap calls returned
-(from the records). Each gap of that union is checked by `_vmaquery.Occupancy`: one
-PROCMAP_QUERY ioctl (about 1.5 µs) where the kernel has it, else one MAP_FIXED_NOREPLACE
-PROT_NONE probe mapping removed at once (10-25 µs); reading /proc/self/maps costs most of a
-millisecond, so it is read only to name an intruder once one is seen. Findings go to
-`RaceOutcome.problems` (the run is then UNKNOWN).
+(from the records). Where the kernel has PROCMAP_QUERY (Linux 6.11+; `_vmaquery`), the
+mappings present in each arena are walked, one ioctl each (after a cleanup usually a single
+ioctl, about 1.5 µs), and looked up in that union; otherwise each gap of the union is probed
+with one MAP_FIXED_NOREPLACE PROT_NONE mapping removed at once (10-25 µs), and past
+PROBE_LIMIT gaps /proc/self/maps is read instead (most of a millisecond). When something
+looks foreign, the maps file names the intruder. Findings go to `RaceOutcome.problems` (the
+run is then UNKNOWN).
 
 Speed (a 2-thread round is tens of microseconds, so per-round Python work shows): each op is
 fenced once (`_bind`, cached per op value) and then issued as a bare `raw_*` call, the way
@@ -39,6 +41,8 @@ import trio
 import mm
 from mm import kernel as k
 from stress.errors import UsageError
+from stress.harness._fenced import FencedSpace as _FencedSpace
+from stress.harness._fenced import gaps, insert_range, merge_ranges
 from stress.harness._target import Call, RaceOutcome, TargetOptions
 from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
 from stress.worker import Call as WorkerCall
@@ -48,71 +52,16 @@ if TYPE_CHECKING:
     from workloads import Space
 
 _PROBE_FLAGS = PROBE_FLAGS
+__all__ = ["KernelTarget", "gaps", "make_target", "merge_ranges", "require_linux"]
 CHECKPOINT_SECONDS = 0.002  # a trio checkpoint after a round at most this often
 _BOUND_CACHE = 4096  # fenced ops remembered (cleared when full)
+PROBE_LIMIT = 32  # more gaps than this to probe: read /proc/self/maps instead
 
 
 def require_linux(place: str) -> None:
     """UsageError (one line) unless this system can run the kernel binding."""
     if not sys.platform.startswith("linux"):
         raise UsageError(f"{place}: needs Linux (this system is {sys.platform})")
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, overlapping or touching [start, end) ranges merged, empty ones dropped."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(r for r in ranges if r[0] < r[1]):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def gaps(lo: int, hi: int, taken: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of [lo, hi) outside the sorted, disjoint `taken` ranges."""
-    out = []
-    cursor = lo
-    for a, b in taken:
-        if b <= cursor or a >= hi:
-            continue
-        if a > cursor:
-            out.append((cursor, a))
-        cursor = max(cursor, b)
-    if cursor < hi:
-        out.append((cursor, hi))
-    return out
-
-
-class _FencedSpace(k.KernelSpace):
-    """`KernelSpace` that also lets a munmap remove a mapping it placed outside every arena
-    (a non-fixed mmap's result), and then forgets that range (it is no longer ours)."""
-
-    def _stray(self, op: mm.Op) -> bool:
-        if op.kind != "munmap":
-            return False
-        lo, hi = op.addr, op.addr + -(-(op.length & k.U64) // self.page) * self.page
-        with self._lock:
-            return any(a <= lo and hi <= b for a, b in self._ours_outside)
-
-    def check(self, op: mm.Op) -> None:
-        if not self._stray(op):
-            super().check(op)
-
-    def apply(self, op: mm.Op) -> int:
-        if not self._stray(op):
-            return super().apply(op)
-        result = k.raw_munmap(op.addr, op.length)
-        if result == 0:
-            end = op.addr + -(-op.length // self.page) * self.page
-            with self._lock:
-                self._ours_outside[:] = [
-                    piece
-                    for a, b in self._ours_outside
-                    for piece in ((a, min(b, op.addr)), (max(a, end), b))
-                    if piece[0] < piece[1]
-                ]
-        return result
 
 
 class KernelTarget:
@@ -139,7 +88,7 @@ class KernelTarget:
         self._pool: WorkerPool | None = None
         self._created: list[tuple[int, int]] = []  # pages our own mmaps returned, in arenas
         self._created_starts: list[int] = []  # their starts (bisect)
-        self._gaps: list[tuple[k.Arena, list[tuple[int, int]]]] | None = None  # not created
+        self._gaps: dict[int, list[tuple[int, int]]] | None = None  # arena base: not created
         self._bound: dict[mm.Op, WorkerCall] = {}  # fenced ops and their raw calls
         self._known: set[tuple[int, int]] = set()  # mmap results known to be in _created
         self._occupancy = Occupancy()
@@ -305,8 +254,7 @@ class KernelTarget:
     def _note_created(self, records: Iterable[Call]) -> None:
         """Add our successful mmaps' ranges to `_created` and to the space's own record (which
         `KernelSpace.apply` would have updated), skipping ranges already known inside an arena
-        (the common case: the same pages every round; `_known` remembers such results)."""
-        added = []
+        (the same pages round after round; `_known` remembers such results)."""
         page = self.page
         known = self._known
         for rec in records:
@@ -317,19 +265,23 @@ class KernelTarget:
             if (result, length) in known:
                 continue
             end = result + -(-(length & k.U64) // page) * page
-            i = bisect.bisect_right(self._created_starts, result) - 1
-            if i >= 0 and end <= self._created[i][1] and self._inside(result, end):
+            if self._covered(result, end) and self._inside(result, end):
                 if len(known) >= _BOUND_CACHE:
                     known.clear()
                 known.add((result, length))
                 continue
             assert self.space is not None
             self.space._remember(result, length)
-            added.append((result, end))
-        if added:
-            self._created = merge_ranges([*self._created, *added])
-            self._created_starts = [lo for lo, _ in self._created]
-            self._gaps = None
+            self._add_created(result, end)
+
+    def _add_created(self, lo: int, hi: int) -> None:
+        insert_range(self._created, self._created_starts, lo, hi)
+        self._gaps = None
+
+    def _covered(self, lo: int, hi: int) -> bool:
+        """Is [lo, hi) inside what this run created? (Merged ranges: one of them holds it.)"""
+        i = bisect.bisect_right(self._created_starts, lo) - 1
+        return i >= 0 and hi <= self._created[i][1]
 
     def _inside(self, lo: int, hi: int) -> bool:
         return any(a.base <= lo and hi <= a.end for a in self.arenas)
@@ -339,14 +291,9 @@ class KernelTarget:
     def interference(self) -> list[str]:
         """Foreign mappings in the arenas (each reported once), as problem sentences."""
         found: list[k.Region] = []
-        if self._gaps is None:
-            self._gaps = [(a, gaps(a.base, a.end, self._created)) for a in self.arenas]
-        busy = self._occupancy.busy
-        for arena, free in self._gaps:
-            for lo, hi in free:
-                if busy(lo, hi):
-                    found.extend(self._foreign(arena))  # name the intruder from the maps file
-                    break
+        for arena in self.arenas:
+            if self._suspect(arena):
+                found.extend(self._foreign(arena))  # name the intruder from the maps file
         if not found:
             return []
         problems = []
@@ -356,6 +303,30 @@ class KernelTarget:
                 self._reported.add(text)
                 problems.append(text)
         return problems
+
+    def _suspect(self, arena: k.Arena) -> bool:
+        """Might something this run did not create be mapped in `arena`?
+
+        With PROCMAP_QUERY: walk the mappings present in the arena (usually none or a few,
+        one ioctl each) and look each up in `_created`. Otherwise: one probe per gap of
+        `_created`, or, past PROBE_LIMIT gaps, "look" (the maps file is cheaper then)."""
+        occupancy = self._occupancy
+        if occupancy.method == "procmap-query":
+            try:
+                for lo, hi in occupancy.mappings(arena.base, arena.end):
+                    if not self._covered(max(lo, arena.base), min(hi, arena.end)):
+                        return True
+                return False
+            except OSError:
+                occupancy.close()  # from now on: the probe
+        if self._gaps is None:
+            self._gaps = {}
+        free = self._gaps.get(arena.base)
+        if free is None:
+            free = self._gaps[arena.base] = gaps(arena.base, arena.end, self._created)
+        if len(free) > PROBE_LIMIT:
+            return True
+        return any(occupancy.busy(lo, hi) for lo, hi in free)
 
     def _foreign(self, arena: k.Arena) -> list[k.Region]:
         """Pages in `arena` (from /proc/self/maps) outside everything this run created."""
