@@ -212,6 +212,15 @@ def test_explain_eexist_on_a_free_range() -> None:
     ) in text
 
 
+def test_explain_a_noreplace_that_returned_another_address() -> None:
+    elsewhere = 0x7F0000000000
+    text = _stuck([ev(3, nr(B), B, 0, 10), ev(5, nr(B), elsewhere, 20, 30)])
+    assert (
+        "task 5's mmap returned 0x7f0000000000, but a MAP_FIXED_NOREPLACE mmap returns its "
+        "requested address 0x100000000000 or fails: the flag was ignored"
+    ) in text
+
+
 def test_explain_wrong_errors() -> None:
     text = _stuck([ev(2, mm.Op.munmap(B + 1, P), 0, 0, 10)])
     assert "task 2's munmap returned 0 but the spec gives EINVAL for these arguments" in text

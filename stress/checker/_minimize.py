@@ -4,11 +4,11 @@ Every step is sound (its result violating implies the original violates) and is 
 kept only when the check says VIOLATION (an UNKNOWN never counts):
 
 - keep only the smallest failing partition (a history is linearizable only if each part is);
-- cut the history at a time t: calls made after t are dropped, calls in flight at t become
-  pending. Such a prefix of a linearizable history is linearizable (take its linearization up
-  to the first dropped call; in-flight calls after that point are left out), so a violating
-  prefix proves a violation. Prefixes grow with t, so the earliest violating cut is found by
-  binary search over the history's call and return times;
+- cut the history at a time t where no answered call is in flight: calls made after t are
+  dropped (pending calls in flight at t stay pending). Such a prefix of a linearizable
+  history is linearizable (take its linearization up to the first dropped call; in-flight
+  calls after that point are left out), so a violating prefix proves a violation. Prefixes
+  grow with t, so the earliest violating cut is found by binary search over those times;
 - drop observer calls (completed calls that never change the state): removing one from a
   linearization of the original leaves a linearization, so the smaller history violating
   proves the original does. Tried first, in halving chunks; then the cut (kept only when it
@@ -82,7 +82,20 @@ def prefix_at(events: Sequence[Event], t: int) -> list[Event]:
 
 
 def _cut(events: tuple[Event, ...], violating: _Violating) -> tuple[Event, ...]:
-    times = sorted({e.call for e in events} | {e.ret for e in events if e.ret is not None})
+    """The earliest violating prefix, cut only where no answered call is in flight.
+
+    Cutting through an answered call would turn it into a pending one: fewer facts, and a
+    counterexample that reads as if the call never returned. So the cut points are the times
+    at which every answered call has either returned or not yet been made.
+    """
+    spans = sorted((e.call, e.ret) for e in events if e.ret is not None)
+    times = []
+    busy_until = -1
+    for call, ret in spans:
+        if call > busy_until and busy_until >= 0:
+            times.append(busy_until)
+        busy_until = max(busy_until, ret)
+    times.append(max([busy_until, *(e.call for e in events)]))
     best = events
     lo, hi = 0, len(times) - 1  # prefix_at(times[-1]) is the whole history
     while lo < hi:
@@ -92,8 +105,6 @@ def _cut(events: tuple[Event, ...], violating: _Violating) -> tuple[Event, ...]:
             lo = mid + 1
         else:
             best, hi = found, mid
-    # A cut is worth it only when it removes calls: the same calls with fewer answers is not
-    # a smaller counterexample, only a vaguer one.
     return best if len(best) < len(events) else events
 
 

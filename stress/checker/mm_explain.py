@@ -75,6 +75,13 @@ def explain(params: mm.Params, prefix: Sequence[Event], state: mm.State, event: 
     name = f"task {event.task}'s {op.kind}"
     lo, hi = span(op, params)
     if op.kind == "mmap" and not is_nonfixed_mmap(op):
+        if got >= 0 and got != op.addr:
+            flag = "MAP_FIXED_NOREPLACE" if op.flags & mm.MAP_FIXED_NOREPLACE else "MAP_FIXED"
+            return (
+                f"{name} returned {_res(op, got)}, but a {flag} mmap returns its requested "
+                f"address {op.addr:#x} or fails: the flag was ignored and the address used as "
+                f"a hint (hint fallback)"
+            )
         if got >= 0 and expected == -mm.EEXIST:
             mapped = _why_mapped(params, prefix, state, event, lo, hi)
             return f"{name} returned {_res(op, got)} although {mapped}"
