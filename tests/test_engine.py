@@ -311,3 +311,18 @@ def test_minimize_shrinks_to_the_essential_calls() -> None:
     # a linearizable history is returned as it is
     good = [e for e in events if e is not bad]
     assert minimize(REG, good) == tuple(good)
+
+
+def test_minimize_never_cuts_through_an_answered_call() -> None:
+    # Two overlapping reads of different values after one write: a violation whatever the cut.
+    # The write overlaps the later calls, so the only cut points that would shorten the
+    # history fall inside answered calls: the counterexample keeps every answer.
+    events = [
+        w(0, 1, 0, 100),
+        r(1, 1, 10, 20),
+        r(2, 2, 30, 40),
+        w(3, 5, 50, 60),
+    ]
+    shrunk = minimize(REG, events)
+    assert verdict(shrunk) is Verdict.VIOLATION
+    assert all(e.ret is not None for e in shrunk)
