@@ -14,26 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import attrs
-
 from stress.checker import Event, Model, Verdict, check
 from stress.checker.kv import KvModel
 from stress.checker.porcupine import ENV_VAR, default_data_dir, etcd_histories, kv_histories
 from stress.checker.register import RegisterModel
 from stress.errors import UsageError
-
-
-@attrs.frozen
-class Figure:
-    """One measured figure; ``ok`` says it met its target (and any verdict was right)."""
-
-    name: str
-    value: float
-    unit: str
-    target: float | None
-    ok: bool
-    note: str = ""
-
+from stress.figure import Figure
 
 Bench = Callable[[int], list[Figure]]
 _BENCHES: dict[str, Bench] = {}

@@ -20,13 +20,12 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
 
-import attrs
 import trio
 
 import mm
 import workloads
+from stress.figure import Figure
 from stress.harness._target import CallRecord, TargetOptions
 from stress.harness.model import ModelTarget
 from stress.harness.runner import RunConfig, execute
@@ -35,19 +34,6 @@ TASKS = 64
 TRIO_TARGET = 50_000.0
 CONTROLLED_TARGET = 10_000.0
 BYTES_TARGET = 200.0
-
-
-@attrs.frozen
-class Figure:
-    name: str
-    value: float
-    unit: str
-    target: float | None
-    ok: bool
-    note: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 def _run_once(scheduler: str, rounds: int, seed: int) -> tuple[float, float, float]:
@@ -180,14 +166,11 @@ def kernel_figures(seconds: float = 0.3, repeat: int = 5) -> list[Figure]:
     """The kernel target's figures, from the targets' hook (Linux only)."""
     if not sys.platform.startswith("linux"):
         return [Figure("kernel target", 0, "", None, True, "skipped: not Linux")]
-    figures: list[Figure] = []
     try:
         from stress.harness.kernel_bench import bench_kernel
     except ImportError as exc:
         return [Figure("kernel target", 0, "", None, False, f"hook missing: {exc}")]
-    for f in bench_kernel(seconds=seconds, repeats=repeat):
-        figures.append(Figure(f.name, f.value, f.unit, f.target, bool(f.ok), f.note))
-    return figures
+    return bench_kernel(seconds=seconds, repeats=repeat)
 
 
 def run(repeat: int = 5, quick: bool = False, kernel: bool = True) -> list[Figure]:

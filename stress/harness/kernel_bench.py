@@ -23,28 +23,16 @@ import threading
 import time
 from collections.abc import Sequence
 
-import attrs
 import trio
 
 import mm
 from mm import kernel as k
+from stress.figure import Figure
 from stress.harness.kernel import KernelTarget
 from stress.worker import overlap
 from workloads import Space
 
 RATIO_TARGET = 0.8
-
-
-@attrs.frozen
-class BenchFigure:
-    """One measured figure: `ok` is None when the figure has no target."""
-
-    name: str
-    value: float
-    unit: str
-    target: float | None
-    ok: bool | None
-    note: str = ""
 
 
 def bare_rounds_per_second(threads: int, base: int, seconds: float) -> float:
@@ -112,7 +100,7 @@ def bench_kernel(
     repeats: int = 5,
     base: int = k.FAR_BASE,
     gate: str = "barrier",
-) -> list[BenchFigure]:
+) -> list[Figure]:
     """The figures for `mmrace bench harness` (Linux only; 2 x repeats x seconds per count).
 
     Bare loop and target alternate `repeats` times; each figure is the median of the paired
@@ -132,7 +120,7 @@ def bench_kernel(
         raced = statistics.median(r[1] for r in runs)
         paired = statistics.median(r[2] for r in runs)
         figures.append(
-            BenchFigure(
+            Figure(
                 f"kernel target, {n} threads: rounds/s vs bare loop",
                 round(ratio, 3),
                 "ratio",
