@@ -125,10 +125,10 @@ def host_kernel() -> str:
 # --- writing ----------------------------------------------------------------------------------
 
 
-def encode_operation(op: Operation) -> str:
-    """One compact JSON line (without the newline) for an operation."""
-    c = op.op
-    parts = [f'{{"t":{op.task},"r":{op.round},"k":"{c.kind}","a":{c.addr},"n":{c.length}']
+def call_fields(c: Any) -> str:
+    """The call's part of an operation line: ``"k":..,"a":..,"n":..`` and the non-default
+    ``"p"``, ``"f"``, ``"fd"``, ``"o"`` (no braces)."""
+    parts = [f'"k":"{c.kind}","a":{c.addr},"n":{c.length}']
     if c.prot:
         parts.append(f',"p":{c.prot}')
     if c.flags:
@@ -137,11 +137,18 @@ def encode_operation(op: Operation) -> str:
         parts.append(f',"fd":{c.fd}')
     if c.offset:
         parts.append(f',"o":{c.offset}')
-    parts.append(f',"c":{op.call}')
-    if op.ret is not None:
-        parts.append(f',"e":{op.ret},"x":{op.result}')
-    parts.append("}")
     return "".join(parts)
+
+
+def encode_operation(op: Operation, fields: str | None = None) -> str:
+    """One compact JSON line (without the newline) for an operation; ``fields`` is
+    ``call_fields(op.op)`` when the caller already has it."""
+    if fields is None:
+        fields = call_fields(op.op)
+    head = f'{{"t":{op.task},"r":{op.round},{fields},"c":{op.call}'
+    if op.ret is not None:
+        return f'{head},"e":{op.ret},"x":{op.result}}}'
+    return head + "}"
 
 
 @attrs.define(eq=False)
@@ -159,6 +166,7 @@ class HistoryWriter:
     count: int = 0
     _file: IO[str] | None = None
     _buffer: list[str] = attrs.Factory(list)
+    _fields: dict[int, tuple[Any, str]] = attrs.Factory(dict)
 
     def __attrs_post_init__(self) -> None:
         self.path = Path(self.path)
@@ -181,7 +189,16 @@ class HistoryWriter:
         self.close()
 
     def write(self, op: Operation) -> None:
-        self._buffer.append(encode_operation(op))
+        # The workloads share one call value among the tasks that ask for the same thing:
+        # encode its fields once (keyed by identity; the cache holds the value, so an id is
+        # never reused while it is cached).
+        call = op.op
+        hit = self._fields.get(id(call))
+        if hit is None or hit[0] is not call:
+            if len(self._fields) >= 4096:
+                self._fields.clear()
+            hit = self._fields[id(call)] = (call, call_fields(call))
+        self._buffer.append(encode_operation(op, hit[1]))
         self.count += 1
         if len(self._buffer) >= self.flush_every:
             self.flush()

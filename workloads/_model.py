@@ -238,11 +238,22 @@ class Workload:
             )
         base = space.base + rng.randrange(space.pages - layout.span + 1) * space.page_size
         setup = tuple(t.build(o, n, space, base) for t, o, n in layout.setup)
+        # Many tasks usually ask for the same thing (same-page: all of them): build each
+        # distinct op once per round and share the value (ops are immutable).
+        built: dict[tuple[int, int, int], mm.Op] = {}
+
+        def build(t: OpTemplate, o: int, n: int) -> mm.Op:
+            key = (id(t), o, n)
+            op = built.get(key)
+            if op is None:
+                op = built[key] = t.build(o, n, space, base)
+            return op
+
         per_task = []
         labels = []
         for task in range(tasks):
             mine = layout.race[slots[task]]
-            per_task.append(tuple(t.build(o, n, space, base) for t, o, n in mine))
+            per_task.append(tuple(build(t, o, n) for t, o, n in mine))
             labels.append(layout.labels[slots[task]])
         if self.cleanup is not None:
             cleanup = tuple(t.build(o, n, space, base) for t, o, n in layout.cleanup)
