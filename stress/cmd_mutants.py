@@ -29,6 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", default="2000", help="rounds per cell at most")
     parser.add_argument("--no-false-alarm", action="store_true", help="skip the correct targets")
     parser.add_argument("--no-kernel", action="store_true", help="skip the real kernel")
+    parser.add_argument(
+        "--list", action="store_true", help="list the variants with their origins and exit"
+    )
+
+
+def list_variants() -> str:
+    """Every variant: name, kind, the bug, and where it comes from."""
+    from mm import variants
+
+    lines = []
+    for name in variants.names():
+        v = variants.get(name)
+        lines += [f"{name}  ({v.kind})", f"    {v.summary}", f"    origin: {v.origin}"]
+    return "\n".join(lines)
 
 
 def _number(text: str, flag: str, kind: type[int] | type[float], low: float) -> float:
@@ -94,6 +108,9 @@ def table(report: MutantsReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print(list_variants())
+        return 0
     budget = _number(args.budget, "--budget", float, 0.1)
     tasks = int(_number(args.tasks, "--tasks", int, 2))
     seed = int(_number(args.seed, "--seed", int, 0))

@@ -170,3 +170,14 @@ def test_a_cell_whose_target_fails_is_an_error_not_a_pass(
     assert result.error and "agent crashed" in result.error
     report = MutantsReport((), (result,), 1.0, 0.1)
     assert report.errors and not report.ok
+
+
+def test_cli_lists_every_variant_with_its_origin(capsys: pytest.CaptureFixture[str]) -> None:
+    from mm import variants
+    from stress.cli import main
+
+    assert main(["mutants", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in variants.names():
+        assert f"{name}  (" in out
+        assert variants.get(name).origin in out
