@@ -58,35 +58,32 @@ class Variant:
         return cls(params, **kwargs)
 
 
-class VariantTrioCore(TrioCore):
-    """A `TrioCore` whose decisions and call script come from its `variant`."""
+class _VariantDecisions:
+    """What both flavours of a variant core share: the variant's `plan` decides each call."""
 
     variant: ClassVar[Variant]
+    calls: int
+    state: State
+    params: Params
 
     def __init__(self, params: Params, state: State | None = None, lock: Any = None) -> None:
-        super().__init__(params, state, lock)
+        super().__init__(params, state, lock)  # type: ignore[call-arg]
         self.scratch: dict[str, int] = {}
 
     def decide(self, op: Op) -> Plan:
         self.calls += 1
         return self.variant.plan(self.state, self.params, op)
+
+
+class VariantTrioCore(_VariantDecisions, TrioCore):
+    """A `TrioCore` whose decisions and call script come from its `variant`."""
 
     async def apply(self, op: Op) -> int:
         return await run.run_async(self.lock, self.variant.script(self, op))
 
 
-class VariantThreadCore(ThreadCore):
+class VariantThreadCore(_VariantDecisions, ThreadCore):
     """A `ThreadCore` whose decisions and call script come from its `variant`."""
-
-    variant: ClassVar[Variant]
-
-    def __init__(self, params: Params, state: State | None = None, lock: Any = None) -> None:
-        super().__init__(params, state, lock)
-        self.scratch: dict[str, int] = {}
-
-    def decide(self, op: Op) -> Plan:
-        self.calls += 1
-        return self.variant.plan(self.state, self.params, op)
 
     def apply(self, op: Op) -> int:
         return run.run_sync(self.lock, self.variant.script(self, op))
