@@ -196,16 +196,3 @@ def counterexample_timeline(
             )
         )
     return Timeline(title, tuple(calls), clock)
-
-
-def overlapping(ops: Sequence[OpLike]) -> bool:
-    """Did calls of two different tasks overlap in time (a pending call never ends)?"""
-    forever = 1 << 63
-    spans = sorted((op.call, forever if op.ret is None else op.ret, op.task) for op in ops)
-    for i, (_, end, task) in enumerate(spans):
-        for start, _, other in spans[i + 1 :]:
-            if start >= end:
-                break
-            if other != task:
-                return True
-    return False

@@ -28,6 +28,7 @@ from plots.data import (
 )
 from plots.load import field, read_json
 from stress.errors import UsageError
+from stress.grading import overlapped
 
 SUMMARY_FILE = "summary.json"
 RUN_FILE = "run.json"
@@ -133,7 +134,7 @@ def _scan_history(
                 scan.probes += 1
                 scan.lost += op.result == -17
         title = f"Round {round_index}: racing calls"
-        if scan.sample is None and race and derive.overlapping(race):
+        if scan.sample is None and race and overlapped(race):
             scan.sample = derive.round_timeline(
                 race, title + " (first round that overlapped)", clock
             )
