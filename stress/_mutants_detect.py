@@ -15,7 +15,7 @@ import workloads
 from stress import grading
 from stress.checker import Event, Verdict
 from stress.checker.mm_check import check_events
-from stress.harness._target import Call, RaceOutcome
+from stress.harness._target import CallRecord, RaceOutcome
 from stress.harness.runner import RunStats
 
 BAD = (workloads.FORBIDDEN, grading.UNSPECIFIED)
@@ -27,7 +27,7 @@ class Recorder:
     def __init__(self, target: Any) -> None:
         self.target = target
         self.space: workloads.Space | None = None
-        self.calls: dict[int, list[Call]] = {}
+        self.calls: dict[int, list[CallRecord]] = {}
         self.races: dict[int, RaceOutcome] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -37,7 +37,7 @@ class Recorder:
         self.space = space
         await self.target.open(tasks, space)
 
-    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Call]:
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[CallRecord]:
         calls = await self.target.run_serial(round_index, ops)
         self.calls.setdefault(round_index, []).extend(calls)
         return list(calls)
@@ -51,7 +51,7 @@ class Recorder:
     async def aclose(self) -> None:
         await self.target.aclose()
 
-    def take(self, round_index: int) -> tuple[list[Call], RaceOutcome]:
+    def take(self, round_index: int) -> tuple[list[CallRecord], RaceOutcome]:
         return self.calls.pop(round_index, []), self.races.pop(round_index)
 
 

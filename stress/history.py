@@ -4,8 +4,7 @@ A history is a JSON Lines file (docs/history-format.md): one header line, then o
 operation, optionally interleaved with per-round records and ended by a trailer. `HistoryWriter`
 streams it out (flushing every `flush_every` lines, so a killed run loses at most one buffer);
 `read_history` (in `stress.history_reader`, re-exported here) streams it back, validating every
-line. This module imports neither `mm` nor the
-checker: `Call` converts to and from `mm.Op` lazily.
+line. A call's arguments are an `mm.Op`; the module does not import the checker.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from mm import Op
+
 FORMAT_VERSION = 1
 FORMAT_KEY = "mmrace_history"
 KINDS = ("mmap", "munmap", "mprotect")
@@ -29,45 +30,16 @@ MIN_RESULT = -4095
 
 
 @attrs.frozen(slots=True)
-class Call:
-    """The arguments of one call, as raw unsigned values (mirrors `mm.Op`, without importing mm)."""
-
-    kind: str
-    addr: int
-    length: int
-    prot: int = 0
-    flags: int = 0
-    fd: int = -1
-    offset: int = 0
-
-    @classmethod
-    def from_op(cls, op: Any) -> Call:
-        """From an `mm.Op` (or anything with the same attributes)."""
-        return cls(op.kind, op.addr, op.length, op.prot, op.flags, op.fd, op.offset)
-
-    def to_op(self) -> Any:
-        """The `mm.Op` for this call (imports mm on first use)."""
-        import mm
-
-        return mm.Op(self.kind, self.addr, self.length, self.prot, self.flags, self.fd, self.offset)
-
-
-def _to_call(value: Any) -> Call:
-    return value if isinstance(value, Call) else Call.from_op(value)
-
-
-@attrs.frozen(slots=True)
 class Operation:
     """One recorded call: who (task, round), what (`op`), the raw result, and when.
 
     ``result`` is the raw system-call result (address or 0, or ``-errno``); None when the call
     got no response (pending), in which case ``ret`` is None too. ``call`` is a monotonic
     nanosecond time taken just before the call, ``ret`` one taken just after it returned.
-    ``op`` accepts an `mm.Op` and stores it as a `Call`.
     """
 
     task: int
-    op: Call = attrs.field(converter=_to_call)
+    op: Op
     result: int | None
     call: int
     ret: int | None
@@ -279,7 +251,6 @@ __all__ = [
     "FORMAT_VERSION",
     "KINDS",
     "MIN_RESULT",
-    "Call",
     "Header",
     "HistoryReader",
     "HistoryWriter",

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import attrs
 
+from mm import Op
 from stress.errors import UsageError
 from stress.history import (
     FORMAT_KEY,
@@ -22,7 +23,6 @@ from stress.history import (
     KINDS,
     MIN_RESULT,
     U64,
-    Call,
     Header,
     Operation,
 )
@@ -114,9 +114,7 @@ def parse_operation(d: Any, where: str) -> Operation:
         raise UsageError(f"{where}: 'e' (return time) and 'x' (result) must both be present")
     if ret is not None and ret < call:
         raise UsageError(f"{where}: returns at {ret} before its call at {call}")
-    return Operation(
-        task, Call(kind, addr, length, prot, flags, fd, offset), result, call, ret, rnd
-    )
+    return Operation(task, Op(kind, addr, length, prot, flags, fd, offset), result, call, ret, rnd)
 
 
 @attrs.define(eq=False)
@@ -125,7 +123,7 @@ class HistoryReader:
 
     Round records and the trailer are collected on the way: ``rounds`` maps a round index to
     its record, ``trailer`` is the ``end`` record (None until read, or when the run was killed).
-    Identical calls share one `Call` object, which keeps large histories small in memory.
+    Identical calls share one `Op` object, which keeps large histories small in memory.
     """
 
     path: Path
@@ -139,10 +137,10 @@ class HistoryReader:
         for fields in self.records():
             yield Operation(*fields)
 
-    def records(self) -> Iterator[tuple[int, Call, int | None, int, int | None, int]]:
+    def records(self) -> Iterator[tuple[int, Op, int | None, int, int | None, int]]:
         """The operations as plain tuples ``(task, op, result, call, ret, round)``: the
         fields of `Operation` in order, without building the record (faster in bulk)."""
-        calls: dict[tuple[Any, ...], Call] = {}
+        calls: dict[tuple[Any, ...], Op] = {}
         path = self.path
         count = 0
         kinds = set(KINDS)
@@ -190,7 +188,7 @@ class HistoryReader:
                         key = (kind, addr, length, prot, flags, fd, offset)
                         c = calls.get(key)
                         if c is None:
-                            c = calls[key] = Call(kind, addr, length, prot, flags, fd, offset)
+                            c = calls[key] = Op(kind, addr, length, prot, flags, fd, offset)
                         count += 1
                         yield task, c, result, call, ret, rnd
                         continue

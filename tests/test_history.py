@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import mm
 from stress import history
 from stress.errors import UsageError
-from stress.history import Call, Header, HistoryWriter, Operation, read_history, write_history
+from stress.history import Header, HistoryWriter, Operation, read_history, write_history
 
 B = 0x100000000000
 
@@ -49,11 +49,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert reader.trailer == {"operations": 5}
 
 
-def test_call_converts_to_and_from_mm_op() -> None:
+def test_operation_keeps_the_mm_op() -> None:
     op = mm.Op.mmap(B, 4096, 3, mm.NR, fd=4, offset=8192)
-    call = Call.from_op(op)
-    assert call.to_op() == op
-    assert Operation(0, op, B, 1, 2).op == call
+    assert Operation(0, op, B, 1, 2).op == op
 
 
 def test_lines_are_compact_ints(tmp_path: Path) -> None:
@@ -101,7 +99,7 @@ def test_killed_run_without_trailer_reads(tmp_path: Path) -> None:
 def test_large_history_uses_batches(tmp_path: Path) -> None:
     path = tmp_path / "h.jsonl"
     n = history.BATCH * 2 + 5
-    ops = [Operation(i % 8, Call("munmap", B, 4096), 0, i, i + 1, i // 8) for i in range(n)]
+    ops = [Operation(i % 8, mm.Op("munmap", B, 4096), 0, i, i + 1, i // 8) for i in range(n)]
     write_history(path, _header(), ops)
     _, reader = read_history(path)
     assert list(reader) == ops
@@ -191,7 +189,7 @@ _ops_strategy = st.lists(
     st.builds(
         lambda task, rnd, kind, a, n, p, f, c, d, x, pending: Operation(
             task,
-            Call(kind, a, n, p, f),
+            mm.Op(kind, a, n, p, f),
             None if pending else x,
             c,
             None if pending else c + d,

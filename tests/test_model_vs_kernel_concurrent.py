@@ -22,7 +22,7 @@ import workloads
 from stress import _mutants_workloads as extra
 from stress import grading
 from stress.harness import TargetOptions
-from stress.harness._target import Call
+from stress.harness._target import CallRecord
 from tests._mmhelpers import needs_linux
 
 pytestmark = needs_linux
@@ -85,7 +85,7 @@ def reachable(
             op = plan.tasks[t][pos[t]]
             pos[t] += 1
             result, s = mm.apply(s, params, op)
-            records.append(Call(t, op, result, 2 * step, 2 * step + 1))
+            records.append(CallRecord(t, op, result, 2 * step, 2 * step + 1))
         graded = grading.grade_round(
             workload,
             grading.RoundResult.from_records(plan, records),

@@ -8,7 +8,7 @@ import pytest
 
 import mm
 from stress.errors import UsageError
-from stress.harness._target import Call
+from stress.harness._target import CallRecord
 from stress.worker import overlap
 
 pytestmark = [
@@ -30,7 +30,7 @@ def arena_pages(base: int = B, size: int = SIZE) -> tuple[object, ...]:
     return k.clip_regions(k.read_maps(), base, base + size)
 
 
-def by_task(records: list[Call]) -> list[list[tuple[int | None, int, int | None]]]:
+def by_task(records: list[CallRecord]) -> list[list[tuple[int | None, int, int | None]]]:
     tasks: dict[int, list[tuple[int | None, int, int | None]]] = {}
     for rec in records:
         tasks.setdefault(rec.task, []).append((rec.result, rec.call, rec.ret))

@@ -99,8 +99,6 @@ def describe_state(state: mm.State, limit: int = 6) -> str:
 def to_events(ops: Iterable[Any]) -> tuple[list[Event], list[int]]:
     """Engine events and their rounds from `stress.history.Operation` records (identical calls
     share one `mm.Op`)."""
-    cache: dict[int, mm.Op] = {}  # by identity: the reader shares equal calls
-    keep: list[Any] = []  # keeps the calls alive so that identities stay unique
     events: list[Event] = []
     rounds = []
     # A million small acyclic objects: the cyclic GC would rescan them again and again.
@@ -109,11 +107,7 @@ def to_events(ops: Iterable[Any]) -> tuple[list[Event], list[int]]:
     try:
         records = ops.records() if hasattr(ops, "records") else _fields(ops)
         append = events.append
-        for task, c, result, call, ret, rnd in records:
-            op = cache.get(id(c))
-            if op is None:
-                op = cache[id(c)] = c.to_op()
-                keep.append(c)
+        for task, op, result, call, ret, rnd in records:
             append(Event(task, op, result, call, ret))
             rounds.append(rnd)
     finally:

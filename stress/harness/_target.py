@@ -37,10 +37,6 @@ class CallRecord:
         return self.ret is None
 
 
-Call = CallRecord
-"""The first name of `CallRecord` (kept: other targets import it)."""
-
-
 @attrs.frozen
 class RaceOutcome:
     """What one race did.

@@ -35,7 +35,7 @@ import trio
 
 import mm
 from stress.errors import UsageError
-from stress.harness._target import Call, RaceOutcome, TargetOptions, really_raced
+from stress.harness._target import CallRecord, RaceOutcome, TargetOptions, really_raced
 
 if TYPE_CHECKING:
     from workloads import Space
@@ -242,7 +242,7 @@ class AgentTarget:
 
     # --- rounds ----------------------------------------------------------------------------
 
-    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Call]:
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[CallRecord]:
         if self.dead is not None:
             return []  # never sent: nothing happened
         records, problems = await self._round(round_index, "serial", [ops])
@@ -259,7 +259,7 @@ class AgentTarget:
 
     async def _round(
         self, round_index: int, mode: str, plans: Sequence[Sequence[mm.Op]]
-    ) -> tuple[list[Call], list[str]]:
+    ) -> tuple[list[CallRecord], list[str]]:
         wire = [[[op.kind, op.addr, op.length, op.prot, op.flags] for op in p] for p in plans]
         request = {"type": "round", "round": round_index, "mode": mode, "plans": wire}
         try:
@@ -273,11 +273,15 @@ class AgentTarget:
             self.dead = f"{exc} (in round {round_index}, {mode})"
             pending = self._last_ns + 1
             records = [
-                Call(task, op, None, pending, None) for task, p in enumerate(plans) for op in p
+                CallRecord(task, op, None, pending, None)
+                for task, p in enumerate(plans)
+                for op in p
             ]
             return records, [f"agent {self.dead}"]
 
-    def _records(self, plans: Sequence[Sequence[mm.Op]], answer: dict[str, Any]) -> list[Call]:
+    def _records(
+        self, plans: Sequence[Sequence[mm.Op]], answer: dict[str, Any]
+    ) -> list[CallRecord]:
         got = answer.get("records")
         if answer.get("type") != "result" or not isinstance(got, list) or len(got) != len(plans):
             raise AgentDied(f"answered {str(answer)[:200]!r}, not a result for {len(plans)} tasks")
@@ -292,7 +296,7 @@ class AgentTarget:
                     assert call is not None
                 except (TypeError, ValueError, AssertionError):
                     raise AgentDied(f"answered a malformed record {rec!r} (killed)") from None
-                records.append(Call(task, op, result, call, ret))
+                records.append(CallRecord(task, op, result, call, ret))
                 last = max(last, call, ret or 0)
         self._last_ns = last
         return records

@@ -28,7 +28,7 @@ import trio
 import mm
 from stress.errors import UsageError
 from stress.harness._pool import run_round
-from stress.harness._target import Call, RaceOutcome, TargetOptions, really_raced
+from stress.harness._target import CallRecord, RaceOutcome, TargetOptions, really_raced
 from stress.harness.threads import noise_hook
 from stress.worker import Call as WorkerCall
 from stress.worker import Record, WorkerError, WorkerPool, op_args
@@ -154,7 +154,7 @@ class PluginTarget:
 
             self._pool = WorkerPool(tasks, init=init, name="mmrace-plugin")
 
-    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Call]:
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[CallRecord]:
         records, problems = await self._run([ops])
         if problems:
             raise UsageError(f"--target {self.spec}: {problems[0]}")
@@ -169,12 +169,14 @@ class PluginTarget:
             pool, self._pool = self._pool, None
             await trio.to_thread.run_sync(pool.close)
 
-    async def _run(self, plans: Sequence[Sequence[mm.Op]]) -> tuple[list[Call], list[str]]:
+    async def _run(self, plans: Sequence[Sequence[mm.Op]]) -> tuple[list[CallRecord], list[str]]:
         if self.is_async:
             return await self._run_async(plans)
         return await self._run_threads(plans)
 
-    async def _run_threads(self, plans: Sequence[Sequence[mm.Op]]) -> tuple[list[Call], list[str]]:
+    async def _run_threads(
+        self, plans: Sequence[Sequence[mm.Op]]
+    ) -> tuple[list[CallRecord], list[str]]:
         assert self._pool is not None, "open() first"
         pool = self._pool
         bound: list[list[WorkerCall]] = [
@@ -190,11 +192,13 @@ class PluginTarget:
         for task, (plan, got) in enumerate(zip(plans, raw, strict=False)):
             for op, (result, call, ret) in zip(plan, got, strict=False):
                 value = None if result is None else _check_result(self.spec, op, result)
-                records.append(Call(task, op, value, call, ret))
+                records.append(CallRecord(task, op, value, call, ret))
         return records, problems
 
-    async def _run_async(self, plans: Sequence[Sequence[mm.Op]]) -> tuple[list[Call], list[str]]:
-        per_task: list[list[Call]] = [[] for _ in plans]
+    async def _run_async(
+        self, plans: Sequence[Sequence[mm.Op]]
+    ) -> tuple[list[CallRecord], list[str]]:
+        per_task: list[list[CallRecord]] = [[] for _ in plans]
         problems: list[str] = []
         impl = self.impl
         clock = time.monotonic_ns
@@ -206,10 +210,10 @@ class PluginTarget:
                 try:
                     value = await getattr(impl, op.kind)(*op_args(op))
                 except Exception as exc:
-                    out.append(Call(task, op, None, call, None))
+                    out.append(CallRecord(task, op, None, call, None))
                     problems.append(f"plug-in raised in task {task}: {type(exc).__name__}: {exc}")
                     return
-                out.append(Call(task, op, _check_result(self.spec, op, value), call, clock()))
+                out.append(CallRecord(task, op, _check_result(self.spec, op, value), call, clock()))
 
         with mm.yield_hooks(async_=self._async_hook):
             async with trio.open_nursery() as nursery:
