@@ -8,6 +8,16 @@ It imports none of mmrace's other packages.
 """
 
 from mm._core import ThreadCore, TrioCore, step_point
+from mm._geometry import (
+    is_fixed,
+    is_nonfixed,
+    is_probe,
+    mapped_range,
+    overlaps,
+    page_length,
+    page_range,
+    requested_address,
+)
 from mm._names import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -31,7 +41,7 @@ from mm._names import (
     parse_result,
 )
 from mm._op import KINDS, Op
-from mm._params import Params, has_cap_sys_rawio
+from mm._params import Params
 from mm._spec import (
     EBADF,
     EEXIST,
@@ -103,17 +113,24 @@ __all__ = [
     "format_flags",
     "format_prot",
     "format_result",
-    "has_cap_sys_rawio",
     "is_allowed_placement",
+    "is_fixed",
+    "is_nonfixed",
+    "is_probe",
+    "mapped_range",
     "mmap",
     "mprotect",
     "munmap",
+    "overlaps",
     "page_align",
+    "page_length",
+    "page_range",
     "parse_flags",
     "parse_prot",
     "parse_result",
     "place",
     "plan",
+    "requested_address",
     "set_async_yield_hook",
     "set_yield_hook",
     "step_observed",

@@ -42,11 +42,6 @@ class Op:
     def mprotect(cls, addr: int, length: int, prot: int) -> Op:
         return cls("mprotect", addr, length, prot)
 
-    @property
-    def fixed(self) -> bool:
-        """A fixed-address mmap (MAP_FIXED or MAP_FIXED_NOREPLACE), or any munmap/mprotect."""
-        return self.kind != "mmap" or bool(self.flags & 0x100010)
-
     def __str__(self) -> str:
         if self.kind == "mmap":
             text = (

@@ -13,7 +13,6 @@ import sys
 import threading
 
 from mm._names import MAP_ANONYMOUS, MAP_PRIVATE, PROT_NONE
-from mm._params import CAP_SYS_RAWIO, has_cap_sys_rawio
 
 U64 = (1 << 64) - 1
 _MAP_FAILED = U64
@@ -140,15 +139,10 @@ def drop_cap_sys_rawio() -> None:
     data = (_CapData * 2)()
     if lib.capget(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capget failed")
-    bit = ~(1 << CAP_SYS_RAWIO) & 0xFFFFFFFF
+    bit = ~(1 << 17) & 0xFFFFFFFF  # CAP_SYS_RAWIO
     data[0].effective &= bit
     data[0].permitted &= bit
     data[0].inheritable &= bit
     if lib.capset(ctypes.byref(header), data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-
-
-def thread_has_cap_sys_rawio() -> bool:
-    """Does the calling thread hold CAP_SYS_RAWIO? (/proc/self/status shows the main thread's.)"""
-    return has_cap_sys_rawio("/proc/thread-self/status")

@@ -19,6 +19,7 @@ from types import TracebackType
 
 import attrs
 
+from mm._host import CAP_SYS_RAWIO, has_cap_sys_rawio, host_params, thread_has_cap_sys_rawio
 from mm._names import MAP_FIXED, MAP_FIXED_NOREPLACE
 from mm._op import Op
 from mm._params import TASK_SIZE_X86_64
@@ -32,10 +33,10 @@ from mm._syscalls import (
     raw_mmap,
     raw_mprotect,
     raw_munmap,
-    thread_has_cap_sys_rawio,
 )
 
 __all__ = [
+    "CAP_SYS_RAWIO",
     "FAR_BASE",
     "FAR_LIMIT",
     "LOW_LIMIT",
@@ -49,6 +50,8 @@ __all__ = [
     "drop_cap_sys_rawio",
     "guard_task_size",
     "guarded_range",
+    "has_cap_sys_rawio",
+    "host_params",
     "merge_regions",
     "model_regions",
     "page_size",

@@ -1,9 +1,9 @@
 """Plain values the plot functions draw: small frozen attrs classes, no file formats.
 
-The plot functions (`plots.wins`, `plots.latency`, ...) take these values and a matplotlib
-Axes, nothing else; `plots.load` builds them from a run directory, a sweep file or a mutants
-file. Keeping the two apart lets a test build data by hand and lets the plots outlive changes
-in the files they are read from.
+The plot functions (`plots.race`, `plots.timeline`, ...) take these values and a matplotlib
+Axes, nothing else; `stress.report` builds them from a judged run directory, a sweep file or a
+mutants file. Keeping the two apart lets a test build data by hand and lets the plots outlive
+changes in the files they are read from. Nothing in `plots` imports the rest of mmrace.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ EEXIST = "EEXIST"
 OTHER = "other"
 OUTCOME_CLASSES = (WON, EEXIST, OTHER)
 
-# Grades of an outcome pattern (see `stress.grading`).
+# Grades of an outcome pattern (the workloads' jcstress-style grades).
 GRADES = ("ACCEPTABLE", "INTERESTING", "FORBIDDEN")
 
 
@@ -174,58 +174,3 @@ _SCHEDULER_NOTES = {
 def scheduler_note(target: str, scheduler: str | None) -> str | None:
     """A caveat about the target's scheduler for the wins plot, or None."""
     return _SCHEDULER_NOTES.get((target, scheduler or ""))
-
-
-# --- what a report shows besides the plots ---------------------------------------------------
-
-PASS = "PASS"
-FAIL = "FAIL"
-UNKNOWN = "UNKNOWN"
-WARN = "WARN"
-
-
-@attrs.frozen
-class Check:
-    """One judged property of a run (linearizability, grading strict, ...).
-
-    ``status`` is PASS, FAIL, UNKNOWN (the run could not judge: timeout, interference, a
-    crashed agent) or WARN (passed, with a caveat: e.g. the calls rarely overlapped; JUnit
-    shows it as skipped); ``message`` says why in one line.
-    """
-
-    name: str
-    status: str
-    message: str = ""
-    seconds: float = 0.0
-
-
-@attrs.frozen
-class RunView:
-    """A run directory as the report, JUnit writer and `mmrace plot` see it.
-
-    ``facts`` are (label, value) rows for the header (workload, target, seed, ...);
-    ``counterexample`` is the checker's counterexample as a timeline (None when there is none)
-    and ``replay`` the command that re-runs the run.
-    """
-
-    name: str
-    run: RunData
-    facts: tuple[tuple[str, str], ...]
-    checks: tuple[Check, ...]
-    problems: tuple[str, ...] = ()
-    counterexample: Timeline | None = None
-    replay: str | None = None
-    compat_outcomes: tuple[OutcomeRow, ...] = ()  # when the compat reading differs
-    overall: str = ""  # the run's own verdict as PASS/FAIL/UNKNOWN, "" to derive from checks
-
-    @property
-    def verdict(self) -> str:
-        """The run's verdict; else FAIL if a check failed, UNKNOWN if one could not judge."""
-        if self.overall:
-            return self.overall
-        statuses = {c.status for c in self.checks}
-        if FAIL in statuses:
-            return FAIL
-        if UNKNOWN in statuses or not self.checks:
-            return UNKNOWN
-        return PASS

@@ -83,9 +83,9 @@ def default_label(op: mm.Op) -> str:
     """The role an op plays when its template names none: probe, fixed, hint, munmap, mprotect."""
     if op.kind != "mmap":
         return op.kind
-    if op.flags & mm.MAP_FIXED_NOREPLACE:
+    if mm.is_probe(op):
         return PROBE_LABEL
-    if op.flags & mm.MAP_FIXED:
+    if mm.is_fixed(op):
         return "fixed"
     return "hint"
 

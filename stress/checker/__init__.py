@@ -1,28 +1,48 @@
-"""The linearizability checker: a generic engine (imports nothing from `mm`) and its models.
+"""The linearizability checker: a generic engine, and the `mm` spec as a model for it.
 
-Usage: ``check(model, events, timeout=...)`` with `Event` values and a `Model` (see
-`BaseModel`); the result's ``verdict`` is OK, VIOLATION (with a `Counterexample`) or UNKNOWN.
+The engine (`check`, `minimize`; values `Event`, `Model`/`BaseModel`, `CheckResult`,
+`Counterexample`) knows nothing of the domain: it imports nothing from `mm`. Beside it, the mm
+model (`MmModel`) with its sound reductions: the race pass, time cuts and footprint partitions
+(`check_events`, `check_history`), and counterexamples in words (`render`,
+`counterexample_lines`). The verdict is `stress.verdict.Verdict`: OK, VIOLATION or UNKNOWN.
 """
 
 from stress.checker._engine import check
 from stress.checker._minimize import minimize, prefix_at
+from stress.checker._mm_check import check_events, minimized, witness
+from stress.checker._mm_model import MmModel, check_history, describe_state, params_of, to_events
+from stress.checker._mm_text import counterexample_lines, render, result_json
+from stress.checker._race_pass import Finding, race_pass
 from stress.checker._types import (
     BaseModel,
     CheckResult,
     Counterexample,
     Event,
     Model,
-    Verdict,
 )
+from stress.verdict import Verdict
 
 __all__ = [
     "BaseModel",
     "CheckResult",
     "Counterexample",
     "Event",
+    "Finding",
+    "MmModel",
     "Model",
     "Verdict",
     "check",
+    "check_events",
+    "check_history",
+    "counterexample_lines",
+    "describe_state",
     "minimize",
+    "minimized",
+    "params_of",
     "prefix_at",
+    "race_pass",
+    "render",
+    "result_json",
+    "to_events",
+    "witness",
 ]

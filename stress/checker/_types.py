@@ -5,11 +5,12 @@ Nothing here knows about `mm`: a model adapts any sequential specification to th
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+
+from stress.verdict import Verdict
 
 
 @attrs.frozen
@@ -100,14 +101,6 @@ class BaseModel:
             f"task {event.task}'s {self.describe_operation(event)} is impossible in state "
             f"{self.describe_state(state)}"
         )
-
-
-class Verdict(enum.Enum):
-    """OK: some atomic order explains every result. UNKNOWN: the check could not judge."""
-
-    OK = "OK"
-    VIOLATION = "VIOLATION"
-    UNKNOWN = "UNKNOWN"
 
 
 @attrs.frozen

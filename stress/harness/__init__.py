@@ -1,27 +1,52 @@
-"""The stress harness: targets, the controlled scheduler, recording and the run orchestrator.
+"""The harness: targets and the run loop. It races and records; it never grades or checks.
 
-Public API: the `Target` protocol and its values (`CallRecord`, `RaceOutcome`,
-`TargetOptions`), the two overlap measures `contested` and `really_raced`, and `make_target`
-(the registry of target names).
+A `Target` (the model, OS threads on the model, the kernel, an agent child, a plug-in; found by
+name with `make_target`) runs rounds and hands back `stress.history.Operation` records; `execute`
+drives the rounds of a `RunConfig`, streams the history to the run directory and calls
+`on_round(stats, RoundLog)` after each round. `contested` and `really_raced` measure whether a
+round's calls really raced.
 """
 
+from stress.harness._kernel import KernelTarget
+from stress.harness._model import ModelTarget, make_replay_target
+from stress.harness._registry import TARGETS, make_target
+from stress.harness._runner import (
+    RoundHook,
+    RoundLog,
+    RunConfig,
+    RunStats,
+    StopFlag,
+    execute,
+    history_header,
+    undo_moved,
+)
+from stress.harness._scheduler import ScheduleDiverged
 from stress.harness._target import (
-    CallRecord,
     RaceOutcome,
     Target,
     TargetOptions,
     contested,
     really_raced,
 )
-from stress.harness.targets import TARGETS, make_target
 
 __all__ = [
     "TARGETS",
-    "CallRecord",
+    "KernelTarget",
+    "ModelTarget",
     "RaceOutcome",
+    "RoundHook",
+    "RoundLog",
+    "RunConfig",
+    "RunStats",
+    "ScheduleDiverged",
+    "StopFlag",
     "Target",
     "TargetOptions",
     "contested",
+    "execute",
+    "history_header",
+    "make_replay_target",
     "make_target",
     "really_raced",
+    "undo_moved",
 ]

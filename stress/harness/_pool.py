@@ -1,4 +1,4 @@
-"""Drive a `stress.worker.WorkerPool` round from trio without a thread hop.
+"""Drive a `stress.agent._worker.WorkerPool` round from trio without a thread hop.
 
 The trio thread releases the round itself (`WorkerPool.start` never blocks) and sleeps on a
 `trio.Event` that the last worker sets through the trio token: one cross-thread wake-up per
@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import trio
 
-from stress.worker import Call, Record, WorkerPool
+from stress.agent._worker import Call, Record, WorkerPool
 
 
 async def run_round(pool: WorkerPool, plans: Sequence[Sequence[Call]]) -> list[list[Record]]:
-    """Run one round on `pool`; raises `stress.worker.WorkerError` like `WorkerPool.results`.
+    """Run one round on `pool`; raises `stress.agent._worker.WorkerError` like `WorkerPool.results`.
 
     Waiting is shielded from cancellation: the threads cannot be stopped mid-call, and the
     pool must not start a new round before this one ends; a cancel takes effect right after.

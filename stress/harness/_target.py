@@ -1,8 +1,8 @@
 """The Target protocol: what the harness needs from anything tasks can race against.
 
-A target runs rounds of operations and hands back what happened as `CallRecord`s (compact:
-the op object is shared with the plan; stamps are ints). The harness adds the round number
-and streams them to the history; it never looks inside a target.
+A target runs rounds of operations and hands back what happened as `stress.history.Operation`
+records, the one record of a call (the op object is shared with the plan; stamps are ints). The
+harness streams them to the history; it never looks inside a target.
 
 Clocks: `clock == "ns"` means `call`/`ret` are `time.monotonic_ns()` values; `"steps"` means a
 virtual step counter (the controlled scheduler), which makes replay exact. Either way, within
@@ -17,24 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 import mm
+from stress.history import Operation
 
 if TYPE_CHECKING:  # workloads imports mm only; the harness only needs the Space value's fields
     from workloads import Space
-
-
-@attrs.frozen
-class CallRecord:
-    """One operation as a target saw it: `result`/`ret` are None when it never returned."""
-
-    task: int
-    op: mm.Op
-    result: int | None
-    call: int
-    ret: int | None
-
-    @property
-    def pending(self) -> bool:
-        return self.ret is None
 
 
 @attrs.frozen
@@ -46,7 +32,7 @@ class RaceOutcome:
     `overlapped`: did the racing calls really overlap in time (see `really_raced`).
     """
 
-    records: list[CallRecord]
+    records: list[Operation]
     problems: list[str] = attrs.Factory(list)
     overlapped: bool = False
 
@@ -106,14 +92,14 @@ class Target(Protocol):
 
     async def open(self, tasks: int, space: Space) -> None: ...
 
-    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[CallRecord]: ...
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Operation]: ...
 
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome: ...
 
     async def aclose(self) -> None: ...
 
 
-def contested(records: Sequence[CallRecord], page: int) -> bool:
+def contested(records: Sequence[Operation], page: int) -> bool:
     """Did a real contest happen: were two racing calls that compete in flight at once?
 
     Definition: a call *won* when it returned a success (an address or 0). The round is
@@ -126,22 +112,29 @@ def contested(records: Sequence[CallRecord], page: int) -> bool:
     if len(records) < 2:
         return False
     inf = float("inf")
+    ranges: dict[int, tuple[int, int]] = {}  # by op identity: tasks share their op values
+
+    def pages(op: mm.Op) -> tuple[int, int]:
+        got = ranges.get(id(op))
+        if got is None:
+            got = ranges[id(op)] = mm.page_range(op, page)
+        return got
+
     winners = [r for r in records if r.result is not None and r.result >= 0] or records
     for w in winners:
         task, call = w.task, w.call
         end = inf if w.ret is None else w.ret
-        lo = w.op.addr
-        hi = lo + -(-w.op.length // page) * page
+        lo, hi = pages(w.op)
         for o in records:
             if o.task == task or o.call > end or (o.ret is not None and o.ret < call):
                 continue
-            op = o.op
-            if op.addr <= hi and lo <= op.addr + -(-op.length // page) * page:
+            olo, ohi = pages(o.op)
+            if olo <= hi and lo <= ohi:
                 return True
     return False
 
 
-def really_raced(records: Sequence[CallRecord]) -> bool:
+def really_raced(records: Sequence[Operation]) -> bool:
     """Did the racing tasks really overlap in time?
 
     Definition: take each task's span (its first call's invocation to its last call's

@@ -1,0 +1,219 @@
+"""Checking an mm history: the race pass first, then the engine's search.
+
+`check_events` is what `check_history` and `mmrace check` run. When the race pass finds a
+definite double win, only the round that holds it is searched: the race pass's argument holds
+for that round's sub-history as well (fewer munmaps can only remove explanations), so the
+search's counterexample on it is a true one, and the whole history violates by the race pass's
+argument. Otherwise the history is partitioned (`mm_partition`), each part that a direct order
+explains (`witness`) is done, and the engine searches the rest within the time budget.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+import mm
+from stress.checker._engine import check
+from stress.checker._minimize import minimize
+from stress.checker._mm_model import MmModel
+from stress.checker._mm_partition import is_nonfixed_mmap, partition, span
+from stress.checker._race_pass import race_pass
+from stress.checker._types import BaseModel, CheckResult, Event, Verdict
+
+
+def check_events(
+    params: mm.Params,
+    events: Sequence[Event],
+    rounds: Sequence[int] | None = None,
+    *,
+    timeout: float | None = None,
+    workers: int | None = None,
+) -> CheckResult:
+    """Is the history linearizable with respect to the `mm` spec? (see the module docstring)."""
+    # The events are many long-lived acyclic objects: move them out of the cyclic GC's sight
+    # for the duration of the check, so that collections triggered by the search stay cheap.
+    gc.freeze()
+    try:
+        return _check_events(params, events, rounds, timeout, workers)
+    finally:
+        gc.unfreeze()
+
+
+def _check_events(
+    params: mm.Params,
+    events: Sequence[Event],
+    rounds: Sequence[int] | None,
+    timeout: float | None,
+    workers: int | None,
+) -> CheckResult:
+    start = time.monotonic()
+    model = MmModel(params)
+    note = ""
+    findings = race_pass(events, params, rounds)
+    if findings:
+        finding = findings[0]
+        sub = _round_of(events, rounds, finding.round, finding.overlap, params)
+        confirmed = check(model, sub, timeout=timeout, workers=1)
+        if confirmed.verdict is Verdict.VIOLATION:
+            return CheckResult(
+                verdict=Verdict.VIOLATION,
+                reason=f"{finding.message} (the search confirms it)",
+                operations=len(events),
+                partitions=confirmed.partitions,
+                partitions_checked=confirmed.partitions_checked,
+                seconds=time.monotonic() - start,
+                counterexample=confirmed.counterexample,
+            )
+        note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
+    parts = partition(events, params)
+    rest = [part for part in parts if not witness(model, part)]
+    budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+    flat = [e for part in rest for e in part]
+    result = check(_Split(model, rest), flat, timeout=budget, workers=workers)
+    direct = len(parts) - len(rest)
+    reason = result.reason
+    if result.verdict is Verdict.OK:
+        reason = (
+            f"all {len(parts)} partitions linearizable ({direct} by a direct order, "
+            f"{len(rest)} by search)"
+        )
+    result = attrs.evolve(
+        result,
+        operations=len(events),
+        partitions=len(parts),
+        partitions_checked=result.partitions_checked + direct,
+        seconds=time.monotonic() - start,
+        reason=reason + note,
+    )
+    if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
+        guess = [
+            e for e in result.counterexample.events if e.ret is None and is_nonfixed_mmap(e.input)
+        ]
+        if guess:
+            return attrs.evolve(
+                result,
+                verdict=Verdict.UNKNOWN,
+                reason=(
+                    f"{result.reason}, but it holds a non-fixed mmap with no response (task "
+                    f"{guess[0].task}) that may have mapped anywhere; the search only tried its "
+                    f"hint or the spec's placement"
+                ),
+            )
+    return result
+
+
+MINIMIZE_SECONDS = 20.0
+
+
+def minimized(model: MmModel, result: CheckResult, timeout: float | None) -> CheckResult:
+    """The result with its counterexample shrunk by the engine's sound steps (the original one
+    if shrinking fails or runs out of time). Spends at most ``MINIMIZE_SECONDS`` (or
+    ``timeout``, when smaller)."""
+    assert result.counterexample is not None
+    budget = MINIMIZE_SECONDS if timeout is None else min(MINIMIZE_SECONDS, timeout)
+    deadline = time.monotonic() + budget
+    smaller = minimize(model, result.counterexample.events, timeout=budget)
+    left = max(0.1, deadline - time.monotonic())
+    again = check(model, smaller, timeout=left, workers=1)
+    if again.verdict is not Verdict.VIOLATION or again.counterexample is None:
+        return result
+    return attrs.evolve(result, counterexample=again.counterexample)
+
+
+def witness(model: MmModel, part: Sequence[Event]) -> bool:
+    """Is there an obvious linearization? Call order, pending calls left out, except that a
+    call that is illegal in turn may wait for a later-invoked call that is legal now and that
+    no waiting call had to precede (real time). True proves the part linearizable; False only
+    means the search must decide."""
+    order = sorted(part, key=_by_call)
+    n = len(order)
+    done = [False] * n
+    state = model.init()
+    step = model.step
+    k = 0
+    while k < n:
+        e = order[k]
+        if done[k] or e.ret is None:
+            k += 1
+            continue
+        after = step(state, e.input, e.output)
+        if after is not None:
+            state = after
+            done[k] = True
+            k += 1
+            continue
+        # promote the first later call that is legal now and may come before the waiting ones
+        bound = e.ret
+        for j in range(k + 1, n):
+            f = order[j]
+            if f.call > bound:
+                return False
+            if done[j]:
+                continue
+            if f.ret is None:
+                continue
+            after = step(state, f.input, f.output)
+            if after is not None:
+                state = after
+                done[j] = True
+                break
+            if f.ret < bound:
+                bound = f.ret
+        else:
+            return False
+    return True
+
+
+def _by_call(e: Event) -> int:
+    return e.call
+
+
+class _Split(BaseModel):
+    """``model`` with a precomputed partition, for the engine's one `partition` call; it
+    pickles as the plain model (worker processes never partition)."""
+
+    def __init__(self, model: MmModel, parts: list[list[Event]]) -> None:
+        self.model = model
+        self.parts = parts
+        self.init = model.init  # type: ignore[method-assign]
+        self.step = model.step  # type: ignore[method-assign]
+        self.pending_outcomes = model.pending_outcomes  # type: ignore[method-assign]
+        self.is_observer = model.is_observer  # type: ignore[method-assign]
+        self.describe_operation = model.describe_operation  # type: ignore[method-assign]
+        self.describe_state = model.describe_state  # type: ignore[method-assign]
+        self.explain = model.explain  # type: ignore[method-assign]
+
+    def partition(self, events: Sequence[Event]) -> list[list[Event]]:
+        return self.parts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (MmModel, (self.model.params,))
+
+
+def _round_of(
+    events: Sequence[Event],
+    rounds: Sequence[int] | None,
+    rnd: int | None,
+    overlap: tuple[int, int],
+    params: mm.Params,
+) -> list[Event]:
+    """The events of round ``rnd`` (all events when rounds are unknown) that name pages of the
+    overlap, which is what the counterexample needs."""
+    lo, hi = overlap
+    chosen = []
+    for k, e in enumerate(events):
+        if rounds is not None and rounds[k] != rnd:
+            continue
+        a, b = span(e.input, params)
+        if e.input.kind == "mmap" and is_nonfixed_mmap(e.input):
+            if e.ret is None or e.output < 0:
+                continue
+            a, b = e.output, e.output + (b - a)
+        if a < hi and lo < b:
+            chosen.append(e)
+    return chosen

@@ -1,0 +1,149 @@
+"""The `mm` specification as a model for the linearizability engine, and `check_history`.
+
+Inputs are `mm.Op` values, outputs raw results; a step is `mm.step_observed`, so errors are
+legal exactly when the spec gives them and non-fixed placements are checked with the
+allowed-placement predicate, never predicted.
+
+Pending calls (no response): a fixed call, munmap or mprotect that took effect did so with the
+spec's result in the state where it took effect, so its outcome is that state's successor.
+A pending *non-fixed* mmap may have mapped any free range: the model only tries the spec's
+deterministic placement (the hint when free, else top-down). That is complete for OK (an order
+found is a real order) but a VIOLATION might be explained by another placement, so
+`check_history` turns such a VIOLATION into UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from typing import Any
+
+import attrs
+
+import mm
+from stress.checker import _mm_partition as _part
+from stress.checker._types import BaseModel, Event
+
+_FIXED = mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE
+# step cache shared by every model with the same params (and kept across partitions, also in
+# worker processes): a race history repeats the same few (state, op, result) triples.
+# Keyed by id(params) and holding the params object, so that a lookup costs no hashing.
+_CACHES: dict[int, tuple[mm.Params, dict[tuple[Any, ...], Any]]] = {}
+_CACHE_LIMIT = 200_000
+_ILLEGAL = object()
+
+
+@attrs.frozen
+class MmModel(BaseModel):
+    """The `mm` spec with machine parameters ``params``; picklable (it holds only params)."""
+
+    params: mm.Params = attrs.field(factory=mm.Params.reference)
+
+    def init(self) -> Hashable:
+        return mm.State.empty()
+
+    def step(self, state: Any, input: Any, output: Any) -> Hashable | None:
+        entry = _CACHES.get(id(self.params))
+        if entry is None or entry[0] is not self.params:
+            entry = _CACHES[id(self.params)] = (self.params, {})
+        cache = entry[1]
+        key = (state, input, output)
+        after = cache.get(key)
+        if after is None:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            got = mm.step_observed(state, self.params, input, output)
+            after = cache[key] = _ILLEGAL if got is None else got
+        return None if after is _ILLEGAL else after
+
+    def pending_outcomes(self, state: Any, input: Any) -> Iterable[Hashable]:
+        decided = mm.plan(state, self.params, input)
+        if decided.changes:
+            yield mm.commit(state, decided.changes)
+
+    def is_observer(self, input: Any, output: Any) -> bool:
+        """Failures that change nothing in any state: every failed mmap and munmap, and a failed
+        mprotect except ENOMEM (a hole after the first mapping leaves the walked part changed);
+        an mprotect of length 0 succeeds without effect."""
+        if output >= 0:
+            return input.kind == "mprotect" and input.length % _part.U64 == 0
+        return input.kind != "mprotect" or output != -mm.ENOMEM
+
+    def partition(self, events: Sequence[Event]) -> list[list[Event]]:
+        return _part.partition(events, self.params)
+
+    def describe_operation(self, event: Event) -> str:
+        op = event.input
+        if event.ret is None:
+            return f"{op} -> no response"
+        return f"{op} -> {mm.format_result(op.kind, event.output)}"
+
+    def describe_state(self, state: Any) -> str:
+        return describe_state(state)
+
+    def explain(self, prefix: Sequence[Event], state: Any, event: Event) -> str:
+        from stress.checker._mm_explain import explain
+
+        return explain(self.params, prefix, state, event)
+
+
+def describe_state(state: mm.State, limit: int = 6) -> str:
+    """The mappings in words, at most ``limit`` of them."""
+    if not state.mappings:
+        return "nothing mapped"
+    shown = ", ".join(str(m) for m in state.mappings[:limit])
+    more = len(state.mappings) - limit
+    return shown + (f" and {more} more mappings" if more > 0 else "")
+
+
+def to_events(ops: Iterable[Any]) -> tuple[list[Event], list[int]]:
+    """Engine events and their rounds from `stress.history.Operation` records (identical calls
+    share one `mm.Op`)."""
+    events: list[Event] = []
+    rounds = []
+    # A million small acyclic objects: the cyclic GC would rescan them again and again.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        records = ops.records() if hasattr(ops, "records") else _fields(ops)
+        append = events.append
+        for task, op, result, call, ret, rnd in records:
+            append(Event(task, op, result, call, ret))
+            rounds.append(rnd)
+    finally:
+        if enabled:
+            gc.enable()
+    return events, rounds
+
+
+def _fields(ops: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+    for o in ops:
+        yield o.task, o.op, o.result, o.call, o.ret, o.round
+
+
+def params_of(header: Any) -> mm.Params:
+    """The model parameters recorded in a history header (the reference machine if none)."""
+    from stress.errors import UsageError
+
+    if not header.params:
+        privileged = True if header.privileged is None else header.privileged
+        return mm.Params.reference(privileged=privileged)
+    try:
+        return mm.Params.from_json(header.params)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"history header: params: {exc}") from None
+
+
+def check_history(
+    header: Any, ops: Iterable[Any], timeout: float | None = None, *, workers: int | None = None
+) -> Any:
+    """Check a history read by `stress.history.read_history`; returns a `CheckResult`.
+
+    First the race pass screens for a definite double win; when it finds one, only that part is
+    searched (and the search confirms it), so a broken round is reported at once. Otherwise the
+    whole history is searched within ``timeout`` seconds.
+    """
+    from stress.checker._mm_check import check_events
+
+    events, rounds = to_events(ops)
+    return check_events(params_of(header), events, rounds, timeout=timeout, workers=workers)

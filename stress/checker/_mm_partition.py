@@ -1,0 +1,270 @@
+"""Splitting an mm history into independent parts: by time (clean cuts) and by space (footprints).
+
+Both splits keep the verdict exact: the history is linearizable iff every part is, each part
+being checked from the empty address space. The proofs:
+
+**Time cuts.** Sort the events by call time. A *clean cut* before event i needs (1) quiescence:
+every earlier event returned (strictly) before event i was invoked, so no pending event is
+earlier; and (2) the earlier events since the previous cut end with *serial munmaps* U1..Uk that
+returned 0 (each invoked after every earlier event had returned) whose ranges together cover the
+range of every mmap of the segment that returned success (fixed: the requested range;
+non-fixed: the returned range). Every linearization puts the segment A before everything after
+the cut (real time, by (1)) and U1..Uk last in A, in order. Only mmap creates mapped pages, and
+only inside its range, so whatever A left mapped lies in those ranges, which U1..Uk then unmap:
+A ends in the empty state, whatever order A took (if a U's 0 was illegal, A's own check fails).
+So the history is linearizable iff A is (from the state before it, empty by induction) and the
+rest is from the empty state.
+
+**Footprints.** An operation's *footprint* is the set of pages whose contents its result depends
+on or that it may change: the requested range for fixed mmaps, munmap and mprotect (a failed
+mprotect changes pages only inside it); for a successful non-fixed mmap the returned range plus
+the hint's range, extended by the stack guard gap (the hint must be used when that is free).
+Events whose footprints do not overlap, transitively, form independent sub-histories (the state
+is the disjoint union of their pages; a merged-neighbour boundary changes no result as long as
+the mapping count stays below max_map_count), so by locality of linearizability each may be
+checked alone. This is unsound when a result depends on the whole address space; such
+operations *couple everything* and the segment they are in stays one part:
+- an ENOMEM that the arguments alone do not explain (a full address space for a non-fixed mmap,
+  or max_map_count), and any non-fixed mmap failure whose result depends on free space;
+- a pending non-fixed mmap (it may have mapped anywhere);
+- a segment so long that the mapping count could reach max_map_count (each operation adds at
+  most two mappings, so ``2 * len(segment) < max_map_count`` rules that out).
+Failures whose result the arguments alone decide have an empty footprint: they are grouped in one
+part of their own per segment.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+
+import mm
+from stress.checker._types import Event
+
+U64 = 1 << 64
+GUARD_GAP_PAGES = 256
+_FIXED = mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE
+
+Range = tuple[int, int]
+SMALL = 256  # segments this small are not split further
+COUPLES = None  # footprint value: depends on the whole address space
+
+
+def _full(params: mm.Params) -> mm.State:
+    flags = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS
+    return mm.State.of([mm.Mapping(0, params.task_size, 0, flags)])
+
+
+def args_decide(op: mm.Op, params: mm.Params) -> int | None:
+    """The result when the arguments alone decide it (the same with nothing and with
+    everything mapped), else None."""
+    empty = mm.plan(mm.State.empty(), params, op).result
+    return empty if mm.plan(_full(params), params, op).result == empty else None
+
+
+def is_nonfixed_mmap(op: mm.Op) -> bool:
+    return op.kind == "mmap" and not op.flags & _FIXED
+
+
+def span(op: mm.Op, params: mm.Params) -> Range:
+    """[addr, addr + page_align(length)) clipped to 2^64: the pages a fixed call names."""
+    addr = op.addr % U64
+    length = mm.page_align(op.length % U64, params)
+    if length == 0 and op.length % U64:
+        length = U64  # the rounded length wrapped: the range runs to the top
+    return addr, min(addr + length, U64)
+
+
+def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] | None:
+    """The ranges an event's result depends on or changes; None when it couples everything."""
+    if op.kind == "mmap" and not op.flags & _FIXED:
+        if result is None:
+            return COUPLES
+        if result < 0:
+            return [] if args_decide(op, params) == result else COUPLES
+        lo, hi = span(op, params)
+        length = hi - lo
+        ranges = [(result, min(result + length, U64))]
+        hint = op.addr % U64 & ~(params.page_size - 1)
+        if hint and hint < params.mmap_min_addr:
+            hint = mm.page_align(params.mmap_min_addr, params)
+        if hint:
+            gap = GUARD_GAP_PAGES * params.page_size
+            ranges.append((hint, min(hint + length + gap, U64)))
+        return ranges
+    if result == -mm.ENOMEM:
+        if op.kind == "munmap":
+            return COUPLES  # only the mapping count explains it
+        if op.kind == "mmap" and mm.plan(mm.State.empty(), params, op).result != result:
+            return COUPLES  # max_map_count
+    return [span(op, params)]
+
+
+def created(op: mm.Op, result: int | None, params: mm.Params) -> Range | None:
+    """The range an mmap event may have mapped (None: maps nothing, or unknown for pending)."""
+    if op.kind != "mmap":
+        return None
+    if is_nonfixed_mmap(op):
+        if result is None or result < 0:
+            return None
+        lo, hi = span(op, params)
+        return result, min(result + hi - lo, U64)
+    if result is not None and result < 0:
+        return None
+    return span(op, params)
+
+
+def _merge(ranges: list[Range]) -> list[Range]:
+    """The union of ranges as sorted disjoint ranges (touching ones joined)."""
+    merged: list[Range] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            if hi > merged[-1][1]:
+                merged[-1] = (merged[-1][0], hi)
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _covered(ranges: list[Range], cover: list[Range]) -> bool:
+    """Is every range inside the union of ``cover``?"""
+    if not ranges:
+        return True
+    merged = _merge(cover)
+    starts = [m[0] for m in merged]
+    for lo, hi in ranges:
+        if lo >= hi:
+            continue
+        k = bisect_right(starts, lo) - 1
+        if k < 0 or merged[k][1] < hi:
+            return False
+    return True
+
+
+def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
+    """Split at clean cuts (see the module docstring); each segment starts from empty."""
+    order = sorted(events, key=_by_call)
+    segments: list[list[Event]] = []
+    current: list[Event] = []
+    made: list[Range] = []  # ranges mmaps of the current segment may have mapped
+    trail: list[Range] = []  # trailing serial munmaps that returned 0
+    max_ret = -1
+    n = len(order)
+    inf = 1 << 126
+    # per (call, result): the range it may map, or a munmap's range (keyed by identity: the
+    # events keep the ops alive for the duration of this call)
+    memo: dict[tuple[int, int | None], tuple[bool, Range | None]] = {}
+    compact_at = 64  # keep `made` merged so that a long segment stays cheap to test
+    for k, e in enumerate(order):
+        op = e.input
+        ret = e.ret
+        out = None if ret is None else e.output
+        key = (id(op), out)
+        info = memo.get(key)
+        if info is None:
+            if op.kind == "munmap" and out == 0:
+                info = memo[key] = (True, span(op, params))
+            elif ret is None and is_nonfixed_mmap(op):
+                info = memo[key] = (False, (0, U64))  # may have mapped anywhere
+            else:
+                info = memo[key] = (False, created(op, out, params))
+        unmaps, rng = info
+        if unmaps and e.call > max_ret:
+            trail.append(rng)  # type: ignore[arg-type]
+        else:
+            if trail:
+                trail = []
+            if rng is not None and not unmaps:
+                made.append(rng)
+                if len(made) > compact_at:
+                    made = _merge(made)
+                    compact_at = 2 * len(made) + 64
+        current.append(e)
+        if ret is None:
+            max_ret = inf
+        elif ret > max_ret:
+            max_ret = ret
+        if not trail or k + 1 == n:
+            continue
+        nxt = order[k + 1]
+        if max_ret >= nxt.call:
+            continue
+        if nxt.ret is not None and nxt.input.kind == "munmap" and nxt.output == 0:
+            continue  # the next one extends the trail: decide after it
+        if _covered(made, trail):
+            segments.append(current)
+            current, made, trail = [], [], []
+            compact_at = 64
+    if current:
+        segments.append(current)
+    return segments
+
+
+def _by_call(e: Event) -> int:
+    return e.call
+
+
+def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]] | None:
+    """Groups of events with transitively overlapping footprints; None if one couples all.
+
+    Events with an empty footprint come last, as one group.
+    """
+    intervals: list[tuple[int, int, int]] = []
+    loose: list[int] = []
+    for k, e in enumerate(events):
+        fp = footprint(e.input, e.output if e.ret is not None else None, params)
+        if fp is COUPLES:
+            return None
+        spans = [(lo, hi) for lo, hi in fp if lo < hi]
+        if not spans:
+            loose.append(k)
+        for lo, hi in spans:
+            intervals.append((lo, hi, k))
+    intervals.sort()
+    parent = list(range(len(events)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    reach = -1
+    rep = -1
+    for lo, hi, k in intervals:
+        if lo < reach:  # overlaps the run so far (touching ranges do not overlap)
+            a, b = find(k), find(rep)
+            if a != b:
+                parent[a] = b
+        else:
+            rep = k
+        reach = max(reach, hi)
+    groups: dict[int, list[Event]] = {}
+    loose_set = set(loose)
+    for k, e in enumerate(events):
+        if k not in loose_set:
+            groups.setdefault(find(k), []).append(e)
+    parts = list(groups.values())
+    if loose:
+        parts.append([events[k] for k in loose])
+    return parts
+
+
+def partition(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
+    """Time cuts, then footprint components inside each segment, then time cuts again.
+
+    Segments of at most `SMALL` events stay whole (a coarser partition is always sound, and a
+    small part is cheaper to search than to split).
+    """
+    parts: list[list[Event]] = []
+    for segment in time_segments(events, params):
+        if len(segment) <= SMALL or 2 * len(segment) >= params.max_map_count:
+            parts.append(segment)
+            continue
+        groups = components(segment, params)
+        if groups is None:
+            parts.append(segment)
+            continue
+        for group in groups:
+            parts.extend(time_segments(group, params) if len(group) > 1 else [group])
+    return parts

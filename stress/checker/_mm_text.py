@@ -1,0 +1,98 @@
+"""A counterexample of the mm checker in words, shared by `mmrace check` and `mmrace run`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stress.checker._mm_model import MmModel
+from stress.checker._types import CheckResult, Counterexample, Event
+
+
+def _time(ns: int | None, origin: int) -> str:
+    if ns is None:
+        return "no response"
+    delta = ns - origin
+    return f"{delta} ns" if delta < 10_000 else f"{delta / 1000:.1f} µs"
+
+
+def render(model: MmModel, result: CheckResult, original: int | None, header: Any = None) -> str:
+    """The verdict and counterexample in words."""
+    lines = [f"{result.verdict.value}: {result.reason}"]
+    if header is not None:
+        lines.append(f"history: target {header.target}, workload {header.workload or '-'}")
+    lines.append(
+        f"operations: {result.operations}, partitions: {result.partitions} "
+        f"({result.partitions_checked} checked), seconds: {result.seconds:.3f}"
+    )
+    cx = result.counterexample
+    if cx is not None:
+        lines.extend(counterexample_lines(model, cx, original))
+    return "\n".join(lines)
+
+
+def counterexample_lines(model: MmModel, cx: Counterexample, original: int | None) -> list[str]:
+    """The counterexample: its calls, the longest order found, and why each next call fails."""
+    events = cx.events
+    origin = min(e.call for e in events)
+    size = f"{len(events)} operations"
+    if original is not None and original != len(events):
+        size += f", minimized from {original}"
+    lines = ["", f"counterexample ({size}; times from its first call):"]
+    order = sorted(range(len(events)), key=lambda k: (events[k].call, k))
+    for k in order:
+        e = events[k]
+        lines.append(
+            f"  [{k}] task {e.task}: {model.describe_operation(e)}   "
+            f"({_time(e.call, origin)} .. {_time(e.ret, origin)})"
+        )
+    if cx.linearized:
+        lines.append("longest order that explains a prefix:")
+        for n, k in enumerate(cx.linearized, 1):
+            lines.append(
+                f"  {n}. [{k}] task {events[k].task}: {model.describe_operation(events[k])}"
+            )
+        lines.append("then no call can come next:")
+    else:
+        lines.append("no call can come first:")
+    for k, why in cx.stuck:
+        lines.append(f"  - [{k}] {why}")
+    return lines
+
+
+def _event_json(model: MmModel, k: int, e: Event) -> dict[str, Any]:
+    op = e.input
+    return {
+        "index": k,
+        "task": e.task,
+        "kind": op.kind,
+        "addr": op.addr,
+        "length": op.length,
+        "prot": op.prot,
+        "flags": op.flags,
+        "result": None if e.ret is None else e.output,
+        "call": e.call,
+        "ret": e.ret,
+        "text": model.describe_operation(e),
+    }
+
+
+def result_json(model: MmModel, result: CheckResult, original: int | None) -> dict[str, Any]:
+    """The result as one JSON-ready object."""
+    cx = result.counterexample
+    out: dict[str, Any] = {
+        "verdict": result.verdict.value,
+        "reason": result.reason,
+        "operations": result.operations,
+        "partitions": result.partitions,
+        "partitions_checked": result.partitions_checked,
+        "seconds": result.seconds,
+        "counterexample": None,
+    }
+    if cx is not None:
+        out["counterexample"] = {
+            "events": [_event_json(model, k, e) for k, e in enumerate(cx.events)],
+            "linearized": list(cx.linearized),
+            "stuck": [{"index": k, "reason": why} for k, why in cx.stuck],
+            "minimized_from": original,
+        }
+    return out

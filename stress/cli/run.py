@@ -1,0 +1,229 @@
+"""`mmrace run`: race tasks for the same addresses, record the history, check it, report.
+
+Writes DIR/report.html too (`stress.report.write_report`; `--no-report` skips it) and, with
+`--junit FILE`, JUnit XML. Exit status: 0 no violation, 1 violation, 2 bad usage, 3 could not
+judge (checker timeout, harness problems, interrupted run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import mm
+
+HELP = "race tasks for the same addresses, record, check and report"
+DEFAULT_TASKS = 16
+DEFAULT_ROUNDS = 300
+DEFAULT_CHECK_TIMEOUT = 60.0
+SCHEDULERS = ("random", "pct", "trio")
+MAX_TASKS = 4096
+REAL_TARGETS = ("kernel", "agent")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "workload",
+        nargs="?",
+        default=None,
+        help="catalog name (see `mmrace list`) or path to a .toml file (default: same-page)",
+    )
+    parser.add_argument(
+        "--target",
+        default="model",
+        help="model (default), model-threads, kernel, agent, or package.module:factory",
+    )
+    parser.add_argument("--tasks", type=str, default=str(DEFAULT_TASKS), help="racing tasks")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--rounds", type=str, default=None, help=f"rounds (default {DEFAULT_ROUNDS})")
+    stop.add_argument("--time-budget", type=str, default=None, help="seconds to keep racing")
+    parser.add_argument("--seed", type=str, default=None, help="seed (default: random, printed)")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default: fresh)")
+    parser.add_argument(
+        "--scheduler",
+        default="random",
+        help="model target: random (default) or pct (controlled, replayable), or trio (fast)",
+    )
+    parser.add_argument("--depth", type=str, default="3", help="PCT bug depth d (default 3)")
+    parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
+    parser.add_argument(
+        "--agent-timeout",
+        default=None,
+        help="agent target: seconds to wait for each answer (default $MMRACE_AGENT_TIMEOUT or 10)",
+    )
+    privilege = parser.add_mutually_exclusive_group()
+    privilege.add_argument(
+        "--privileged",
+        dest="privileged",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the model holds CAP_SYS_RAWIO (page 0 and low addresses allowed)",
+    )
+    privilege.add_argument(
+        "--unprivileged",
+        dest="privileged",
+        action="store_const",
+        const=False,
+        help="the model lacks CAP_SYS_RAWIO (default: as this process)",
+    )
+    parser.add_argument("--variant", default=None, help="a bug variant of the model core")
+    parser.add_argument("--no-noise", action="store_true", help="model-threads: no yield noise")
+    parser.add_argument(
+        "--check-timeout",
+        type=str,
+        default=str(DEFAULT_CHECK_TIMEOUT),
+        help=f"seconds for the linearizability check (default {DEFAULT_CHECK_TIMEOUT:g})",
+    )
+    parser.add_argument("--json", action="store_true", help="print summary.json instead of text")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress")
+    parser.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
+    parser.add_argument("--junit", type=Path, default=None, metavar="FILE", help="JUnit XML")
+
+
+def _number(flag: str, text: str | None, kind: type, minimum: float) -> float | int | None:
+    from stress.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UsageError(f"{flag}: {text!r} is not a {kind.__name__}") from None
+    if value != value or value < minimum or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{flag}: must be at least {minimum:g}, got {text}")
+    return value
+
+
+def default_out(workload: str, target: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{workload}-{target}")
+    base = Path("mmrace-runs") / f"{stamp}-{safe}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from stress.cli._progress import make_progress
+    from stress.driver import load_workload, perform, save_run_json
+    from stress.errors import UsageError
+    from stress.harness import RunConfig, TargetOptions, make_target
+    from stress.report import format_summary
+
+    tasks = int(_number("--tasks", args.tasks, int, 1) or 0)
+    if tasks > MAX_TASKS:
+        raise UsageError(f"--tasks: at most {MAX_TASKS}, got {tasks}")
+    rounds = _number("--rounds", args.rounds, int, 1)
+    budget = _number("--time-budget", args.time_budget, float, 0.001)
+    check_timeout = float(_number("--check-timeout", args.check_timeout, float, 0.001) or 0)
+    depth = int(_number("--depth", args.depth, int, 1) or 1)
+    seed = _number("--seed", args.seed, int, 0)
+    if rounds is None and budget is None:
+        rounds = DEFAULT_ROUNDS
+    if args.scheduler not in SCHEDULERS:
+        raise UsageError(
+            f"--scheduler: unknown scheduler {args.scheduler!r} "
+            f"(choose from {', '.join(SCHEDULERS)})"
+        )
+    if args.scheduler != "random" and args.target != "model":
+        raise UsageError("--scheduler: only the model target has a controlled scheduler")
+    wrapper: tuple[str, ...] = ()
+    if args.wrapper is not None:
+        try:
+            wrapper = tuple(shlex.split(args.wrapper))
+        except ValueError as exc:
+            raise UsageError(f"--wrapper: {exc}") from None
+        if not wrapper:
+            raise UsageError("--wrapper: empty command")
+        if args.target != "agent":
+            raise UsageError("--wrapper: only the agent target runs a command")
+    timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
+    if timeout is not None and args.target != "agent":
+        raise UsageError("--agent-timeout: only the agent target waits for answers")
+    params = _params(args.target, args.privileged)
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 32)
+    ref = args.workload or "same-page"
+    workload = load_workload(ref)
+    out = args.out or default_out(workload.name, args.target)
+    if (out / "history.jsonl").exists():
+        raise UsageError(f"--out {out}: already holds a run (choose another directory)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: not a directory")
+    options = TargetOptions(
+        spec=args.target,
+        seed=int(seed),
+        scheduler=args.scheduler,
+        depth=depth,
+        wrapper=wrapper,
+        variant=args.variant,
+        noise=not args.no_noise,
+        params=params,
+        timeout=None if timeout is None else float(timeout),
+    )
+    try:
+        target = make_target(options)
+    except ValueError as exc:
+        raise UsageError(f"--target {args.target}: {exc}") from None
+    config = RunConfig(workload, ref, options, tasks, rounds, budget, out)  # type: ignore[arg-type]
+    save_run_json(config)
+    info = sys.stderr
+    print(
+        f"mmrace run: {workload.name} on {target.name}, {tasks} tasks, "
+        + (f"{rounds} rounds" if rounds else f"{budget:g} s")
+        + f", seed {seed} -> {out}",
+        file=info,
+        flush=True,
+    )
+    progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
+    summary = perform(config, target, check_timeout=check_timeout, progress=progress)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    _write_report(out, not args.no_report, args.junit, sys.stderr if args.json else sys.stdout)
+    return int(summary["exit_code"])
+
+
+def _params(target: str, privileged: bool | None) -> mm.Params | None:
+    """The machine a model mirrors: the reference machine, privileged as asked or as this
+    process is. The kernel and agent targets run with this process's own privileges."""
+    import mm
+    import mm.kernel
+
+    host = mm.kernel.has_cap_sys_rawio()
+    if target in REAL_TARGETS:
+        if privileged is not None and privileged != host:
+            from stress.errors import UsageError
+
+            flag, holds = ("--unprivileged", "holds") if host else ("--privileged", "lacks")
+            raise UsageError(
+                f"{flag}: the {target} target runs with this process's privileges and this "
+                f"process {holds} CAP_SYS_RAWIO (start mmrace accordingly, e.g. under "
+                "`setpriv --inh-caps=-sys_rawio --bounding-set=-sys_rawio`)"
+            )
+        return None
+    return mm.Params.reference(privileged=host if privileged is None else privileged)
+
+
+def _write_report(out: Path, html: bool, junit: Path | None, stream: TextIO) -> None:
+    """DIR/report.html (and the JUnit file); a failure here never changes the verdict."""
+    if not html and junit is None:
+        return
+    try:
+        from stress.driver import write_reports
+
+        for line in write_reports(out, html=html, junit=junit):
+            print(line, file=stream)
+    except Exception as exc:  # the run is judged and saved: say what is missing, keep going
+        print(f"mmrace run: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)

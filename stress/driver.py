@@ -1,0 +1,554 @@
+"""The pipeline driver: the one module that wires every stage of a run.
+
+workload -> harness (race, record) -> history file -> checker -> grading -> judgement ->
+summary.json -> report. `perform` runs a whole run; `check_file` judges any history file the
+same way; `replay` re-runs a recorded run and compares; `RoundJudge` judges rounds one by one
+(for `mmrace mutants`). The CLI's commands call these; the stages never call each other
+backwards (the harness never grades, the report never re-judges).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+import mm
+import workloads
+from stress import checker, grading, report
+from stress.errors import UsageError
+from stress.harness import (
+    RaceOutcome,
+    RoundLog,
+    RunConfig,
+    RunStats,
+    ScheduleDiverged,
+    StopFlag,
+    Target,
+    TargetOptions,
+    execute,
+    make_replay_target,
+)
+from stress.history import Header, Operation, load_history, read_history
+from stress.rundir import HISTORY_FILE, RUN_FILE, SCHEDULE_FILE, SUMMARY_FILE, WORKLOAD_COPY
+from stress.verdict import Verdict
+
+SUMMARY_VERSION = 1
+LOW_OVERLAP = 0.1
+OVERLAP_DEFINITION = (
+    "a call that won (returned a success) was in flight at the same instant as a call of "
+    "another task whose page range overlaps or touches its own (when no call won: any two "
+    "such calls)"
+)
+FULL_OVERLAP_DEFINITION = "all racing calls were in flight at one instant"
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def load_workload(ref: str) -> workloads.Workload:
+    """A catalog name or a path to a .toml file; a UsageError names the problem."""
+    try:
+        if ref.endswith(".toml") or Path(ref).is_file():
+            if not Path(ref).is_file():
+                raise UsageError(f"workload {ref}: no such file")
+            return workloads.load_toml(ref)
+        return workloads.get(ref)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_json(config: RunConfig) -> dict[str, Any]:
+    """The reproducible configuration of a run (what replay needs)."""
+    opts = config.target
+    return {
+        "mmrace_run": 1,
+        "workload": config.workload.name,
+        "workload_ref": config.workload_ref,
+        "target": opts.spec,
+        "scheduler": opts.scheduler,
+        "depth": opts.depth,
+        "seed": opts.seed,
+        "tasks": config.tasks,
+        "rounds": config.rounds,
+        "time_budget": config.time_budget,
+        "variant": opts.variant,
+        "wrapper": list(opts.wrapper),
+        "noise": opts.noise,
+        "privileged": opts.params.privileged if opts.params else None,
+        "agent_timeout": opts.timeout,
+        "params": opts.params.to_json() if opts.params else None,
+        "space": attrs.asdict(config.space) if config.space else None,
+    }
+
+
+def save_run_json(config: RunConfig) -> None:
+    config.out.mkdir(parents=True, exist_ok=True)
+    data = run_json(config)
+    ref = Path(config.workload_ref)
+    if ref.suffix == ".toml" and ref.is_file():
+        shutil.copyfile(ref, config.out / WORKLOAD_COPY)
+        data["workload_file"] = WORKLOAD_COPY
+    (config.out / RUN_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptions:
+    params = mm.Params.from_json(data["params"]) if data.get("params") else None
+    fields: dict[str, Any] = {
+        "spec": data["target"],
+        "seed": data["seed"],
+        "scheduler": data["scheduler"],
+        "depth": data["depth"],
+        "wrapper": tuple(data.get("wrapper") or ()),
+        "variant": data.get("variant"),
+        "params": params,
+        "noise": data.get("noise", True),
+        "timeout": data.get("agent_timeout"),
+    }
+    fields.update(overrides)
+    return TargetOptions(**fields)
+
+
+# --- a whole run -----------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Live:
+    """What the progress display shows besides the harness's counts: rounds in which two
+    overlapping NOREPLACE probes both won (a hint only; the checker judges)."""
+
+    page_size: int = 4096
+    double_wins: int = 0
+    first_double_win: int | None = None
+
+    def __call__(self, stats: RunStats, log: RoundLog) -> None:
+        if grading.double_win(log.race.records, self.page_size):
+            self.double_wins += 1
+            if self.first_double_win is None:
+                self.first_double_win = log.index
+
+
+Progress = Callable[[RunStats, Live], None]
+
+
+def perform(
+    config: RunConfig,
+    target: Target,
+    *,
+    check_timeout: float,
+    progress: Progress | None = None,
+    stop: StopFlag | None = None,
+    handle_sigint: bool = True,
+    on_round: Callable[[RunStats, RoundLog], None] | None = None,
+) -> dict[str, Any]:
+    """Run, check, grade and judge; writes DIR/summary.json and returns the summary dict."""
+    live = Live(target.params.page_size)
+
+    def each_round(stats: RunStats, log: RoundLog) -> None:
+        live(stats, log)
+        if progress is not None:
+            progress(stats, live)
+        if on_round is not None:
+            on_round(stats, log)
+
+    try:
+        stats = trio.run(
+            lambda: execute(
+                config, target, stop=stop, on_round=each_round, handle_sigint=handle_sigint
+            )
+        )
+    finally:
+        close = getattr(progress, "close", None)
+        if close is not None:
+            close()
+    header, reader = read_history(config.out / HISTORY_FILE)
+    ops = list(reader)
+    phases = dict(stats.phases)
+    started = time.perf_counter()
+    space = stats.space or workloads.Space.from_params(target.params)
+    grader, race = grading.grade_history(
+        config.workload, config.tasks, config.target.seed, target.params, space, ops, reader.rounds
+    )
+    phases["grade"] = time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        check = summarize_check(header, ops, check_timeout)
+    except KeyboardInterrupt:
+        check = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0.0, 0, 0)
+    phases["check"] = time.perf_counter() - started
+    del ops
+    judgement = grading.judge(
+        check,
+        grader,
+        rounds=stats.rounds,
+        problems=stats.problems,
+        problem_count=stats.problem_count,
+        interrupted=stats.interrupted,
+    )
+    summary = build_summary(
+        config,
+        stats,
+        judgement,
+        grader=grader,
+        race=race,
+        live=live,
+        phases=phases,
+        target_name=target.name,
+        describe=target.describe,
+        clock=target.clock,
+        replayable=target.clock == "steps",
+    )
+    write_summary(config.out, summary)
+    return summary
+
+
+def low_overlap_warning(tasks: int, rounds: int, contested: int) -> str | None:
+    """The warning when few rounds were contested (None when enough were, or one task)."""
+    if tasks < 2 or not rounds or contested / rounds >= LOW_OVERLAP:
+        return None
+    return (
+        f"only {contested} of {rounds} rounds really raced (a winning call overlapped a "
+        "competing one): the calls rarely overlapped, so the run says little about the race "
+        "(try more rounds, another target or scheduler)"
+    )
+
+
+def build_summary(
+    config: RunConfig,
+    stats: RunStats,
+    judgement: grading.Judgement,
+    *,
+    grader: grading.Grader | None,
+    race: grading.RaceStats | None,
+    live: Live,
+    phases: dict[str, float],
+    target_name: str,
+    describe: dict[str, Any],
+    clock: str,
+    replayable: bool,
+) -> dict[str, Any]:
+    """Everything the run found, as one JSON-able dict (schema: docs/harness.md)."""
+    out = config.out
+    check = judgement.check
+    warnings = []
+    low = low_overlap_warning(config.tasks, stats.rounds, stats.overlapped_rounds)
+    if low is not None:
+        warnings.append(low)
+    replay_cmd = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
+    return {
+        "mmrace_summary": SUMMARY_VERSION,
+        "verdict": judgement.verdict.value,
+        "exit_code": judgement.exit_code,
+        "reasons": list(judgement.reasons),
+        "warnings": warnings,
+        "target": target_name,
+        "target_info": describe,
+        "clock": clock,
+        "workload": config.workload.name,
+        "workload_ref": config.workload_ref,
+        "seed": config.target.seed,
+        "tasks": config.tasks,
+        "rounds": stats.rounds,
+        "rounds_requested": config.rounds,
+        "time_budget": config.time_budget,
+        "interrupted": stats.interrupted,
+        "operations": stats.operations,
+        "race_operations": stats.race_operations,
+        "seconds": round(stats.seconds, 4),
+        "throughput": round(stats.throughput, 1),
+        "phase_seconds": {name: round(v, 4) for name, v in phases.items()},
+        "double_wins": live.double_wins,
+        "first_double_win": live.first_double_win,
+        "overlap": {
+            "rounds": stats.overlapped_rounds,
+            "ratio": round(stats.overlap_ratio, 4),
+            "definition": OVERLAP_DEFINITION,
+            "full_rounds": stats.full_overlap_rounds,
+            "full_ratio": round(stats.full_overlap_ratio, 4),
+            "full_definition": FULL_OVERLAP_DEFINITION,
+            "warning": low,
+        },
+        "problems": stats.problems,
+        "problem_count": stats.problem_count,
+        "check": {
+            "verdict": check.verdict.value,
+            "reason": check.reason,
+            "seconds": check.seconds,
+            "operations": check.operations,
+            "partitions": check.partitions,
+            "counterexample": check.counterexample,
+            "counterexample_events": check.details,
+        },
+        "grading": grader.to_json() if grader else {},
+        "race": race.to_json() if race else None,
+        "replay": replay_cmd,
+        "files": {
+            "history": HISTORY_FILE,
+            "schedule": SCHEDULE_FILE if clock == "steps" else None,
+            "run": RUN_FILE,
+            "summary": SUMMARY_FILE,
+        },
+        "run_dir": str(out),
+    }
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    path = out / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def write_reports(out: Path, *, html: bool, junit: Path | None) -> list[str]:
+    """DIR/report.html and the JUnit file from the judged run; lines saying what was written."""
+    lines = []
+    view = report.load_run(out)
+    if html:
+        lines.append(f"report     {report.write_report(out, view=view)}")
+    if junit is not None:
+        lines.append(f"junit      {report.write_junit(view, junit)}")
+    return lines
+
+
+# --- checking a history ----------------------------------------------------------------------
+
+
+def summarize_check(
+    header: Header, ops: Sequence[Operation], timeout: float
+) -> grading.CheckSummary:
+    """Check the history; a violation's counterexample is minimized by the engine's sound steps
+    (within the same time budget) and put in words, as `mmrace check` does."""
+    started = time.monotonic()
+    try:
+        result = checker.check_history(header, ops, timeout)
+        text = details = None
+        if result.counterexample is not None:
+            model = checker.MmModel(checker.params_of(header))
+            original = len(result.counterexample.events)
+            left = max(0.5, timeout - (time.monotonic() - started))
+            result = checker.minimized(model, result, left)
+            cx = result.counterexample
+            assert cx is not None  # minimized() keeps a counterexample
+            text = "\n".join(checker.counterexample_lines(model, cx, original)).strip("\n")
+            details = counterexample_json(cx, original)
+    except UsageError:
+        raise
+    except Exception as exc:  # a broken checker must not pass a run: UNKNOWN, with the reason
+        reason = f"checker failed: {type(exc).__name__}: {exc}"
+        return grading.CheckSummary(Verdict.UNKNOWN, reason, 0, 0, 0)
+    return grading.CheckSummary(
+        result.verdict,
+        result.reason,
+        round(result.seconds, 3),
+        result.operations,
+        result.partitions,
+        text,
+        details,
+    )
+
+
+def counterexample_json(cx: checker.Counterexample, minimized_from: int | None) -> dict[str, Any]:
+    """The counterexample as indices into its events, with the events themselves."""
+    events = [
+        {"task": e.task, "call": e.call, "ret": e.ret, "result": e.output, "op": str(e.input)}
+        for e in cx.events
+    ]
+    return {
+        "events": events,
+        "linearized": list(cx.linearized),
+        "stuck": [{"event": i, "why": why} for i, why in cx.stuck],
+        "minimized_from": minimized_from,
+    }
+
+
+@attrs.frozen
+class CheckedFile:
+    """`mmrace check`'s answer: the result (counterexample minimized unless asked not to)."""
+
+    header: Header
+    model: checker.MmModel
+    result: checker.CheckResult
+    original: int | None  # the counterexample's size before minimizing
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.result.verdict
+
+
+def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
+    """Judge any history file (streamed in; malformed input is a UsageError naming the line)."""
+    header, reader = read_history(path)
+    params = checker.params_of(header)
+    events, rounds = checker.to_events(reader)
+    result = checker.check_events(params, events, rounds, timeout=timeout)
+    model = checker.MmModel(params)
+    original = None
+    if result.counterexample is not None and minimize:
+        original = len(result.counterexample.events)
+        result = checker.minimized(model, result, timeout)
+    return CheckedFile(header, model, result, original)
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Replayed:
+    """What a replay found: the replay's summary and where its history first differs."""
+
+    summary: dict[str, Any]
+    original: list[Operation]
+    replayed: list[Operation]
+    first_difference: int | None
+    diverged: str | None = None  # the schedule no longer fits the run
+
+    @property
+    def identical(self) -> bool:
+        return self.diverged is None and self.first_difference is None
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: bad JSON: {exc}") from None
+
+
+def read_schedule(path: Path) -> dict[int, list[int]]:
+    """DIR/schedule.jsonl: one line per round, {"round": r, "choices": [task, ...]}."""
+    rounds: dict[int, list[int]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            rounds[int(d["round"])] = [int(c) for c in d["choices"]]
+        except (ValueError, KeyError, TypeError):
+            if n == len(lines):  # a killed run may leave a torn last line
+                break
+            raise UsageError(f"{path}:{n}: not a schedule line") from None
+    return rounds
+
+
+def first_difference(a: Sequence[Any], b: Sequence[Any]) -> int | None:
+    """Index of the first differing operation (or of the shorter end), None if identical."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def replay_config(src: Path, out: Path | None) -> tuple[RunConfig, dict[int, list[int]]]:
+    """The configuration of a replayable run directory, to be re-run into ``out``."""
+    if not (src / RUN_FILE).is_file():
+        raise UsageError(f"{src}: not a run directory (no {RUN_FILE})")
+    data = read_json(src / RUN_FILE)
+    if data.get("target") != "model" or data.get("scheduler") not in ("random", "pct"):
+        raise UsageError(
+            f"{src}: a {data.get('target')} run with scheduler {data.get('scheduler')} cannot be "
+            "replayed (only the model target under the controlled scheduler records a schedule)"
+        )
+    schedule = read_schedule(src / SCHEDULE_FILE)
+    if not schedule:
+        raise UsageError(f"{src}: the schedule is empty (no round finished)")
+    ref = str(src / data["workload_file"]) if data.get("workload_file") else data["workload_ref"]
+    workload = load_workload(ref)
+    options = options_from_run_json(data)
+    out = out or (src / "replay")
+    if out.resolve() == src.resolve():
+        raise UsageError("--out: must differ from the run directory")
+    space = workloads.Space(**data["space"]) if data.get("space") else None
+    rounds = max(schedule) + 1
+    return RunConfig(workload, ref, options, data["tasks"], rounds, None, out, space), schedule
+
+
+def replay(
+    config: RunConfig,
+    schedule: dict[int, list[int]],
+    src: Path,
+    *,
+    check_timeout: float,
+    progress: Progress | None = None,
+) -> Replayed:
+    """Re-run ``src`` with its recorded decisions into ``config.out`` and compare histories."""
+    if config.out.exists():
+        shutil.rmtree(config.out)
+    target = make_replay_target(config.target, schedule)
+    save_run_json(config)
+    _, original = load_history(src / HISTORY_FILE)
+    try:
+        summary = perform(config, target, check_timeout=check_timeout, progress=progress)
+    except ScheduleDiverged as exc:
+        return Replayed({}, original, [], None, str(exc))
+    _, replayed = load_history(config.out / HISTORY_FILE)
+    return Replayed(summary, original, replayed, first_difference(original, replayed))
+
+
+# --- judging round by round ------------------------------------------------------------------
+
+
+class RoundJudge:
+    """Judges each round on its own as it ends: its strict grade, then the checker on its calls
+    (setup to cleanup: every round starts from the arena the previous cleanup emptied).
+
+    ``judge(stats, log)`` returns what found a violation (None: nothing), and remembers the
+    first round that showed one; rounds that could not be judged are counted.
+    """
+
+    BAD = (workloads.FORBIDDEN, grading.UNSPECIFIED)
+
+    def __init__(
+        self,
+        workload: workloads.Workload,
+        seed: int,
+        params: mm.Params,
+        space: workloads.Space,
+        check_timeout: float,
+    ) -> None:
+        self.workload = workload
+        self.seed = seed
+        self.params = params
+        self.space = space
+        self.check_timeout = check_timeout
+        self.unknown_rounds = 0
+        self.found: str | None = None
+        self.found_round: int | None = None
+
+    def __call__(self, stats: RunStats, log: RoundLog) -> str | None:
+        race: RaceOutcome = log.race
+        plan = self.workload.plan(log.index, stats.tasks, self.space, self.seed)
+        result = grading.RoundResult.from_records(
+            plan, race.records, round_index=log.index, problems=race.problems
+        )
+        params = self.params
+        graded = grading.grade_round(
+            self.workload, result, privileged=params.privileged, page_size=params.page_size
+        )
+        found = None
+        calls = [*log.setup, *race.records, *log.cleanup]
+        if graded.verdict == grading.UNKNOWN:
+            self.unknown_rounds += 1
+        elif graded.verdict in self.BAD:
+            found = f"grading: {graded.description} ({graded.key})"
+        elif all(c.ret is not None for c in calls):
+            events = [checker.Event(c.task, c.op, c.result, c.call, c.ret) for c in calls]
+            checked = checker.check_events(params, events, None, timeout=self.check_timeout)
+            if checked.verdict is Verdict.VIOLATION:
+                found = f"checker: {checked.reason}"
+            elif checked.verdict is not Verdict.OK:
+                self.unknown_rounds += 1
+        if found is not None and self.found is None:
+            self.found, self.found_round = found, log.index
+        return found

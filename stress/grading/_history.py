@@ -1,0 +1,70 @@
+"""Grade a run's rounds from its history, in one pass (round after round, as recorded).
+
+The history holds each round as setup, race, cleanup, followed by a round record that says how
+many setup and race calls it wrote and what problems the harness saw. The workload's plan is a
+pure function of the round, so re-planning gives the role labels the grades need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import mm
+import workloads
+from stress.grading._outcomes import Grader, RoundResult
+from stress.grading._stats import RaceStats
+from stress.history import Operation
+
+
+def grade_history(
+    workload: workloads.Workload,
+    tasks: int,
+    seed: int,
+    params: mm.Params,
+    space: workloads.Space,
+    ops: Iterable[Operation],
+    rounds: Mapping[int, dict[str, Any]],
+) -> tuple[Grader, RaceStats]:
+    """A `Grader` fed with every recorded round (both readings), and the race statistics.
+
+    `ops` in recorded order; `rounds` maps a round index to its round record (a round without
+    one, e.g. the last of a killed run, is not graded: its calls may be incomplete).
+    """
+    grader = Grader(workload, tasks, params)
+    stats = RaceStats(tasks, params.page_size)
+    current: list[Operation] = []
+    index = -1
+    graded: set[int] = set()
+
+    def finish() -> None:
+        record = rounds.get(index)
+        if record is None:
+            return
+        graded.add(index)
+        n_setup, n_race = int(record.get("setup", 0)), int(record.get("race", 0))
+        race = current[n_setup : n_setup + n_race]
+        problems = tuple(str(p) for p in record.get("problems") or ())
+        if len(race) != n_race:
+            problems = (
+                *problems,
+                f"round {index}: history holds {len(race)} of {n_race} race calls",
+            )
+        plan = workload.plan(index, tasks, space, seed)
+        result = RoundResult.from_records(plan, race, round_index=index, problems=problems)
+        grader.add(result)
+        stats.add(result)
+
+    for op in ops:
+        if op.round != index:
+            if current:
+                finish()
+            current, index = [], op.round
+        current.append(op)
+    if current:
+        finish()
+    for r in sorted(rounds):  # rounds that recorded no call at all (a dead target)
+        if r not in graded:
+            current, index = [], r
+            finish()
+    return grader, stats

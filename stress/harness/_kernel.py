@@ -1,0 +1,381 @@
+"""The kernel target: N OS threads race the real Linux kernel through `mm.kernel`.
+
+Every call goes through a `mm.kernel.KernelSpace` fenced into arenas: the workload's space
+(reserved far from the interpreter, 0x100000000000 by default, and verified free in
+/proc/self/maps) plus any region the workload declares outside it (`declare_regions`, e.g. page
+0), each verified free before use. A fixed call outside every arena is never issued.
+
+The threads come from a `stress.agent._worker.WorkerPool`, created once and released together each
+round by its start gate; ctypes drops the GIL during each system call, so the calls can
+overlap in the kernel.
+
+Interference: before every race the target checks that nothing it did not create is mapped in
+its arenas. "Created" is the union of the page ranges its own successful mmap calls returned
+(from the records). Where the kernel has PROCMAP_QUERY (Linux 6.11+; `_vmaquery`), the
+mappings present in each arena are walked, one ioctl each (after a cleanup usually a single
+ioctl, about 1.5 µs), and looked up in that union; otherwise each gap of the union is probed
+with one MAP_FIXED_NOREPLACE PROT_NONE mapping removed at once (10-25 µs), and past
+PROBE_LIMIT gaps /proc/self/maps is read instead (most of a millisecond). When something
+looks foreign, the maps file names the intruder. Findings go to `RaceOutcome.problems` (the
+run is then UNKNOWN).
+
+Speed (a 2-thread round is tens of microseconds, so per-round Python work shows): each op is
+fenced once (`_bind`, cached per op value) and then issued as a bare `raw_*` call, the way
+`KernelSpace.apply` would after its own check; the space's record of our mappings is updated
+after the round, only for ranges not already known; the trio thread runs task 0 inline and
+blocks for the round; a real trio checkpoint follows a round at most every
+`CHECKPOINT_SECONDS` (a cancellation check follows every round).
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+import mm
+from mm import kernel as k
+from stress.agent._worker import Call as WorkerCall
+from stress.agent._worker import Record, WorkerError, WorkerPool
+from stress.errors import UsageError
+from stress.harness._fenced import FencedSpace as _FencedSpace
+from stress.harness._fenced import gaps, insert_range, merge_ranges
+from stress.harness._target import RaceOutcome, TargetOptions
+from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
+from stress.history import Operation
+
+if TYPE_CHECKING:
+    from workloads import Space
+
+_PROBE_FLAGS = PROBE_FLAGS
+__all__ = ["KernelTarget", "gaps", "make_target", "merge_ranges", "require_linux"]
+CHECKPOINT_SECONDS = 0.002  # a trio checkpoint after a round at most this often
+_BOUND_CACHE = 4096  # fenced ops remembered (cleared when full)
+PROBE_LIMIT = 32  # more gaps than this to probe: read /proc/self/maps instead
+
+
+def require_linux(place: str) -> None:
+    """UsageError (one line) unless this system can run the kernel binding."""
+    if not sys.platform.startswith("linux"):
+        raise UsageError(f"{place}: needs Linux (this system is {sys.platform})")
+
+
+class KernelTarget:
+    """The real kernel, raced by `tasks` reusable OS threads (see the module docstring)."""
+
+    name = "kernel"
+    clock = "ns"
+
+    def __init__(
+        self,
+        options: TargetOptions | None = None,
+        *,
+        gate: str = "barrier",
+        regions: Iterable[tuple[int, int]] = (),
+    ) -> None:
+        require_linux("--target kernel")
+        options = options if options is not None else TargetOptions(spec="kernel")
+        self.params = options.params if options.params is not None else mm.kernel.host_params()
+        self.gate = gate
+        self.page = k.page_size()
+        self._declared = list(regions)
+        self.arenas: list[k.Arena] = []
+        self.space: _FencedSpace | None = None
+        self._pool: WorkerPool | None = None
+        self._created: list[tuple[int, int]] = []  # pages our own mmaps returned, in arenas
+        self._created_starts: list[int] = []  # their starts (bisect)
+        self._gaps: dict[int, list[tuple[int, int]]] | None = None  # arena base: not created
+        self._bound: dict[mm.Op, WorkerCall] = {}  # fenced ops and their raw calls
+        self._known: set[tuple[int, int]] = set()  # mmap results known to be in _created
+        self._occupancy = Occupancy()
+        self._next_checkpoint = 0.0
+        self._reported: set[str] = set()
+        self.describe: dict[str, Any] = {"gate": gate}
+
+    def declare_regions(self, regions: Iterable[tuple[int, int]]) -> None:
+        """Ranges outside the space the workload may touch (`Workload.regions`); before open."""
+        self._declared.extend(regions)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, tasks: int, space: Space) -> None:
+        page = self.page
+        wanted = [(space.base, space.base + space.size)]
+        for lo, hi in self._declared:
+            wanted.append((lo // page * page, -(-hi // page) * page))
+        try:
+            for lo, hi in merge_ranges(wanted):
+                self.arenas.append(k.Arena.reserve(hi - lo, lo))
+        except k.ArenaError as exc:
+            self._release_arenas()
+            raise UsageError(f"--target kernel: {exc}") from None
+        except k.KernelUnavailable as exc:
+            self._release_arenas()
+            raise UsageError(f"--target kernel: {exc}") from None
+        self.space = _FencedSpace(*self.arenas)
+        self._occupancy = Occupancy.open(self.arenas[0])
+        self._pool = WorkerPool(tasks, gate=self.gate, name="mmrace-kernel", inline=True)
+        self.describe.update(
+            threads=tasks,
+            arenas=[f"[{a.base:#x}, {a.end:#x})" for a in self.arenas],
+            uname=" ".join(_uname()),
+            interference_check=self._occupancy.method,
+        )
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await trio.to_thread.run_sync(pool.close)
+        if self.space is not None:
+            self.space.close()
+        self._occupancy.close()
+        self._release_arenas()
+
+    def _release_arenas(self) -> None:
+        for arena in self.arenas:
+            arena.release()
+
+    # --- rounds ----------------------------------------------------------------------------
+
+    async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Operation]:
+        """Setup/cleanup: a few fast system calls, issued from the trio thread itself."""
+        [calls] = self._bind([ops])
+        clock = time.monotonic_ns
+        records = []
+        for op, (fn, args) in zip(ops, calls):  # noqa: B905 (same length; see _records)
+            call = clock()
+            result = fn(*args)
+            records.append(Operation(0, op, result, call, clock(), round_index))
+        self._note_created(records)
+        await self._pause()
+        return records
+
+    async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
+        bound = self._bind(plans)
+        pool = self._pool
+        assert pool is not None
+        problems = self.interference()
+        try:
+            # Blocking the trio thread for the round is deliberate: fenced kernel calls take
+            # microseconds and cannot hang, and a cross-thread wake-up of trio costs more
+            # than the whole round (see docs/targets.md).
+            raw = pool.run_round(bound)
+        except WorkerError as exc:  # never expected: the raw calls do not raise
+            self._note_created(_records(round_index, plans, pool.last_records))  # unmapped at end
+            raise UsageError(f"--target kernel: {exc}") from None
+        records = _records(round_index, plans, raw)
+        self._note_created(records)
+        await self._pause()
+        return RaceOutcome(records, problems, _really_raced(raw))
+
+    async def _pause(self) -> None:
+        """A cancellation check after every round; a real checkpoint (other trio tasks run)
+        at most every CHECKPOINT_SECONDS, since one costs about as much as a 2-thread round."""
+        now = time.perf_counter()
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + CHECKPOINT_SECONDS
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+    def _bind(self, plans: Iterable[Iterable[mm.Op]]) -> list[list[WorkerCall]]:
+        """Each op of each plan fenced (checked to stay inside the arenas, else UsageError)
+        and bound to the raw call `KernelSpace.apply` would make; remembered per op value,
+        since the check depends only on the op and on arenas, never given back during a run.
+
+        An op outside the arenas that was not declared gets a region of its own if that is
+        free: the whole low window [0, 0x20000) for a low address (the page-0 cases), else the
+        op's own page range. A munmap of a mapping this run's non-fixed mmap placed outside
+        every arena (the runner's undo of a moved hint) goes through the space's `apply`.
+        """
+        space = self.space
+        if space is None:
+            raise RuntimeError("KernelTarget.open() first")
+        if space.closed:
+            raise UsageError("--target kernel: the kernel space is closed")
+        get = self._bound.get
+        out = []
+        for plan in plans:
+            calls = []
+            for op in plan:
+                bound = get(op)
+                if bound is None:
+                    bound = self._bind_one(space, op)
+                calls.append(bound)
+            out.append(calls)
+        return out
+
+    def _bind_one(self, space: _FencedSpace, op: mm.Op) -> WorkerCall:
+        if space._stray(op):  # not remembered: the space forgets the range once unmapped
+            return (space.apply, (op,))
+        try:
+            k.KernelSpace.check(space, op)
+        except k.UnsafeCall:
+            self._claim(op)
+            try:
+                k.KernelSpace.check(space, op)
+            except k.UnsafeCall as exc:
+                raise UsageError(f"--target kernel: {exc}") from None
+        if op.kind == "mmap":
+            bound: WorkerCall = (
+                k.raw_mmap,
+                (op.addr, op.length, op.prot, op.flags, op.fd, op.offset),
+            )
+        elif op.kind == "munmap":
+            bound = (k.raw_munmap, (op.addr, op.length))
+        else:
+            bound = (k.raw_mprotect, (op.addr, op.length, op.prot))
+        if len(self._bound) >= _BOUND_CACHE:
+            self._bound.clear()
+        self._bound[op] = bound
+        return bound
+
+    def _claim(self, op: mm.Op) -> None:
+        assert self.space is not None
+        rng = k.guarded_range(op, self.page)
+        assert rng is not None
+        lo, hi = (0, k.LOW_LIMIT) if rng[1] <= k.LOW_LIMIT else rng
+        try:
+            arena = k.Arena.reserve(hi - lo, lo)
+        except k.ArenaError as exc:
+            raise UsageError(
+                f"workload: {op} touches [{rng[0]:#x}, {rng[1]:#x}), outside the arena "
+                f"({', '.join(str(a) for a in self.arenas)}), and it cannot be claimed: {exc}"
+            ) from None
+        self.arenas.append(arena)
+        self.space.add_arena(arena)
+        self._gaps = None
+        self.describe["arenas"] = [str(a) for a in self.arenas]
+
+    def _note_created(self, records: Iterable[Operation]) -> None:
+        """Add our successful mmaps' ranges to `_created` and to the space's own record (which
+        `KernelSpace.apply` would have updated), skipping ranges already known inside an arena
+        (the same pages round after round; `_known` remembers such results)."""
+        page = self.page
+        known = self._known
+        for rec in records:
+            result = rec.result
+            if result is None or result < 0 or rec.op.kind != "mmap":
+                continue
+            length = rec.op.length
+            if (result, length) in known:
+                continue
+            end = result + -(-(length & k.U64) // page) * page
+            if self._covered(result, end) and self._inside(result, end):
+                if len(known) >= _BOUND_CACHE:
+                    known.clear()
+                known.add((result, length))
+                continue
+            assert self.space is not None
+            self.space._remember(result, length)
+            self._add_created(result, end)
+
+    def _add_created(self, lo: int, hi: int) -> None:
+        insert_range(self._created, self._created_starts, lo, hi)
+        self._gaps = None
+
+    def _covered(self, lo: int, hi: int) -> bool:
+        """Is [lo, hi) inside what this run created? (Merged ranges: one of them holds it.)"""
+        i = bisect.bisect_right(self._created_starts, lo) - 1
+        return i >= 0 and hi <= self._created[i][1]
+
+    def _inside(self, lo: int, hi: int) -> bool:
+        return any(a.base <= lo and hi <= a.end for a in self.arenas)
+
+    # --- interference ----------------------------------------------------------------------
+
+    def interference(self) -> list[str]:
+        """Foreign mappings in the arenas (each reported once), as problem sentences."""
+        found: list[k.Region] = []
+        for arena in self.arenas:
+            if self._suspect(arena):
+                found.extend(self._foreign(arena))  # name the intruder from the maps file
+        if not found:
+            return []
+        problems = []
+        for region in found:
+            text = f"interference: {region} is mapped inside the arena but this run never mapped it"
+            if text not in self._reported:
+                self._reported.add(text)
+                problems.append(text)
+        return problems
+
+    def _suspect(self, arena: k.Arena) -> bool:
+        """Might something this run did not create be mapped in `arena`?
+
+        With PROCMAP_QUERY: walk the mappings present in the arena (usually none or a few,
+        one ioctl each) and look each up in `_created`. Otherwise: one probe per gap of
+        `_created`, or, past PROBE_LIMIT gaps, "look" (the maps file is cheaper then)."""
+        occupancy = self._occupancy
+        if occupancy.method == "procmap-query":
+            try:
+                for lo, hi in occupancy.mappings(arena.base, arena.end):
+                    if not self._covered(max(lo, arena.base), min(hi, arena.end)):
+                        return True
+                return False
+            except OSError:
+                occupancy.close()  # from now on: the probe
+        if self._gaps is None:
+            self._gaps = {}
+        free = self._gaps.get(arena.base)
+        if free is None:
+            free = self._gaps[arena.base] = gaps(arena.base, arena.end, self._created)
+        if len(free) > PROBE_LIMIT:
+            return True
+        return any(occupancy.busy(lo, hi) for lo, hi in free)
+
+    def _foreign(self, arena: k.Arena) -> list[k.Region]:
+        """Pages in `arena` (from /proc/self/maps) outside everything this run created."""
+        out = []
+        for region in arena.snapshot():
+            for lo, hi in gaps(region.start, region.end, self._created):
+                out.append(attrs.evolve(region, start=lo, end=hi))
+        return out
+
+
+def _records(
+    round_index: int, plans: Sequence[Sequence[mm.Op]], raw: Sequence[Sequence[Record]]
+) -> list[Operation]:
+    """The worker buffers as `Operation` values, task by task in plan order (a call that raised
+    ends its task's buffer). `raw` has a buffer per pool thread, at least one per plan.
+    (Plain `zip`: with a keyword argument it costs about 0.6 µs more per call.)"""
+    return [
+        Operation(task, op, result, call, ret, round_index)
+        for task, plan in enumerate(plans)
+        for op, (result, call, ret) in zip(plan, raw[task])  # noqa: B905
+    ]
+
+
+def _really_raced(raw: Sequence[Sequence[Record]]) -> bool:
+    """`stress.harness._target.really_raced` on the worker buffers: each task's span runs from
+    its first call to its last return (calls run in order, a pending one is last and never
+    ends); the round raced when at least two tasks ran and all spans share an instant."""
+    ran = 0
+    latest_start = 0
+    earliest_end: int | None = None
+    for got in raw:
+        if got:
+            ran += 1
+            start, end = got[0][1], got[-1][2]
+            if ran == 1 or start > latest_start:
+                latest_start = start
+            if end is not None and (earliest_end is None or end < earliest_end):
+                earliest_end = end
+    return ran >= 2 and (earliest_end is None or latest_start < earliest_end)
+
+
+def _uname() -> tuple[str, ...]:
+    import os
+
+    u = os.uname()
+    return (u.sysname, u.release, u.machine)
+
+
+def make_target(options: TargetOptions) -> KernelTarget:
+    """Registry factory for ``--target kernel``."""
+    return KernelTarget(options)

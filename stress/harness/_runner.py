@@ -1,0 +1,324 @@
+"""The run loop: round after round of setup, race, cleanup; record, stop. It never judges.
+
+`execute(config, target)` drives a target through rounds planned by the workload, streams
+every operation to DIR/history.jsonl (a round's buffers are merged when the round ends, so a
+killed run loses at most the unflushed tail), writes the controlled scheduler's decisions to
+DIR/schedule.jsonl, writes a round record per round (setup and race call counts, overlap,
+problems) and counts how many rounds really raced (`contested`: a call that won overlapped a
+competing call; `really_raced`: all racing calls shared an instant). Grading and checking are
+later stages (`stress.driver` wires them); `on_round(stats, log)` hands each round's records to
+whoever wants to look at them as the run goes.
+
+Before `open`, a target with `declare_regions` is told every range the workload may touch.
+Stopping: after `rounds` rounds, when `time_budget` runs out, when `stop.request()` is called
+(Ctrl-C does that; a second Ctrl-C cancels the round in flight), or when the target is dead
+(its `dead` attribute says how). Problems a target found outside any race (`late_problems`,
+e.g. an agent that died during the last cleanup or at the end) are reported after the rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import trio
+
+import mm
+import workloads
+from stress.errors import UsageError
+from stress.harness._scheduler import ScheduleDiverged
+from stress.harness._target import RaceOutcome, Target, TargetOptions, contested
+from stress.history import Header, HistoryWriter, Operation
+
+PROBLEMS_KEPT = 50
+PHASES = ("plan", "target", "record")
+
+
+@attrs.frozen
+class RunConfig:
+    """What to run. Exactly one of `rounds` and `time_budget` (seconds) is usually set; with
+    both, whichever ends first; with neither, until stopped."""
+
+    workload: workloads.Workload
+    workload_ref: str
+    target: TargetOptions
+    tasks: int
+    rounds: int | None
+    time_budget: float | None
+    out: Path
+    space: workloads.Space | None = None
+
+
+class StopFlag:
+    """Ask a running `execute` to stop after the current round (thread- and signal-safe)."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str = "stopped") -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+
+@attrs.define(eq=False)
+class RunStats:
+    """What the rounds did; updated live (progress reads it) and final after `execute`."""
+
+    tasks: int
+    rounds_planned: int | None
+    time_budget: float | None
+    rounds: int = 0
+    operations: int = 0
+    race_operations: int = 0
+    overlapped_rounds: int = 0  # contested rounds (`contested`)
+    full_overlap_rounds: int = 0  # rounds whose racing calls all shared an instant
+    problem_count: int = 0
+    problems: list[str] = attrs.Factory(list)
+    interrupted: str | None = None
+    started: float = attrs.Factory(time.monotonic)
+    seconds: float = 0.0
+    # seconds per phase: plan (workload), target (setup, race, cleanup), record
+    phases: dict[str, float] = attrs.Factory(lambda: dict.fromkeys(PHASES, 0.0))
+    # per round: (setup ops, race ops) as written to the history, and the race's problems
+    shapes: array[int] = attrs.Factory(lambda: array("I"))
+    round_problems: dict[int, tuple[str, ...]] = attrs.Factory(dict)
+    space: workloads.Space | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return self.seconds or (time.monotonic() - self.started)
+
+    @property
+    def throughput(self) -> float:
+        return self.operations / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def overlap_ratio(self) -> float:
+        """Share of rounds where a real contest happened (`contested`)."""
+        return self.overlapped_rounds / self.rounds if self.rounds else 0.0
+
+    @property
+    def full_overlap_ratio(self) -> float:
+        """Share of rounds where every racing call was in flight at one instant."""
+        return self.full_overlap_rounds / self.rounds if self.rounds else 0.0
+
+    def note_problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append(text)
+
+
+def history_header(config: RunConfig, target: Target, space: workloads.Space) -> Header:
+    """The history's first line: target, workload, seed, the params to judge by, the arena."""
+    params = target.params
+    extra: dict[str, Any] = {
+        "tasks": config.tasks,
+        "clock": target.clock,
+        "workload_ref": config.workload_ref,
+        **target.describe,
+    }
+    return Header.create(
+        target.name,
+        workload=config.workload.name,
+        seed=config.target.seed,
+        params=params.to_json(),
+        privileged=params.privileged,
+        arena={"base": space.base, "size": space.size},
+        extra=extra,
+    )
+
+
+@attrs.frozen
+class RoundLog:
+    """One finished round as recorded: setup, race (with its problems) and cleanup records."""
+
+    index: int
+    setup: list[Operation]
+    race: RaceOutcome
+    cleanup: list[Operation]
+
+
+RoundHook = Callable[[RunStats, RoundLog], None]
+
+
+def undo_moved(records: Sequence[Operation], page: int) -> list[mm.Op]:
+    """munmaps for mappings a race left outside its plan's footprint: a hint placed elsewhere,
+    or a fixed request answered with another address (a flag ignored). The runner issues them
+    before the plan's cleanup, so rounds stay independent."""
+    undo = []
+    for r in records:
+        op, result = r.op, r.result
+        if result is None or result != mm.requested_address(op, page):
+            made = mm.mapped_range(op, result, page)  # None unless a successful mmap
+            if made is not None:
+                undo.append(mm.Op.munmap(made[0], made[1] - made[0]))
+    return undo
+
+
+async def execute(
+    config: RunConfig,
+    target: Target,
+    *,
+    stop: StopFlag | None = None,
+    on_round: RoundHook | None = None,
+    handle_sigint: bool = False,
+) -> RunStats:
+    """Run the rounds; always closes the target and the history (trailer) on the way out."""
+    stop = stop or StopFlag()
+    stats = RunStats(config.tasks, config.rounds, config.time_budget)
+    space = config.space or workloads.Space.from_params(target.params)
+    stats.space = space
+    try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
+        config.workload.plan(0, config.tasks, space, config.target.seed)
+    except ValueError as exc:
+        raise UsageError(f"workload {config.workload_ref}: {exc}") from None
+    config.out.mkdir(parents=True, exist_ok=True)
+    try:
+        declare = getattr(target, "declare_regions", None)
+        if declare is not None:  # e.g. page 0: the kernel and agent targets verify them free
+            declare(_regions(config, space))
+        await target.open(config.tasks, space)  # may fill in `describe` (arena, agent, ...)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await target.aclose()
+        raise
+    header = history_header(config, target, space)
+    writer = HistoryWriter(config.out / "history.jsonl", header).open()
+    schedule: IO[str] | None = None
+    if target.clock == "steps":
+        schedule = (config.out / "schedule.jsonl").open("w", encoding="utf-8")
+    stats.started = time.monotonic()
+    fatal: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            if handle_sigint and threading.current_thread() is threading.main_thread():
+                nursery.start_soon(_watch_sigint, stop, nursery.cancel_scope)
+            try:
+                await _rounds(config, target, space, writer, schedule, stats, stop, on_round)
+            except (UsageError, ScheduleDiverged) as exc:
+                fatal = exc  # re-raised below, outside the nursery (no exception group)
+            except Exception as exc:  # a target failing mid-run: keep what was recorded
+                stats.note_problem(
+                    f"round {stats.rounds}: the target failed: {type(exc).__name__}: {exc}"
+                )
+                stop.request("the target failed")
+            finally:
+                nursery.cancel_scope.cancel()
+        if stop.requested:
+            stats.interrupted = stop.reason
+    finally:
+        stats.seconds = time.monotonic() - stats.started
+        with trio.CancelScope(shield=True):
+            await target.aclose()
+        late = [str(p) for p in getattr(target, "late_problems", None) or ()]
+        for problem in late:  # e.g. an agent that died in the last cleanup or at the end
+            stats.note_problem(problem)
+        trailer: dict[str, Any] = {"problems": late} if late else {}
+        writer.close(rounds=stats.rounds, interrupted=stats.interrupted, **trailer)
+        if schedule is not None:
+            schedule.close()
+    if fatal is not None:
+        raise fatal
+    return stats
+
+
+def _regions(config: RunConfig, space: workloads.Space) -> list[tuple[int, int]]:
+    try:
+        return list(config.workload.regions(config.tasks, space))
+    except ValueError as exc:
+        raise UsageError(f"workload {config.workload_ref}: {exc}") from None
+
+
+async def _watch_sigint(stop: StopFlag, scope: trio.CancelScope) -> None:
+    """First Ctrl-C: stop after this round. Second: cancel the round in flight."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            if stop.requested:
+                scope.cancel()
+            stop.request("interrupted (Ctrl-C)")
+
+
+async def _rounds(
+    config: RunConfig,
+    target: Target,
+    space: workloads.Space,
+    writer: HistoryWriter,
+    schedule: IO[str] | None,
+    stats: RunStats,
+    stop: StopFlag,
+    on_round: RoundHook | None,
+) -> None:
+    workload, tasks, seed = config.workload, config.tasks, config.target.seed
+    deadline = None if config.time_budget is None else stats.started + config.time_budget
+    page = target.params.page_size
+    shapes = stats.shapes
+    write = writer.write
+    clock = time.perf_counter
+    phases = stats.phases
+    r = 0
+    while config.rounds is None or r < config.rounds:
+        if stop.requested or (deadline is not None and time.monotonic() >= deadline):
+            break
+        if getattr(target, "dead", None):  # nothing more can be recorded: say so, stop
+            stop.request("the target died")
+            break
+        t0 = clock()
+        plan = workload.plan(r, tasks, space, seed)
+        t1 = clock()
+        setup = await target.run_serial(r, plan.setup) if plan.setup else []
+        race = await target.run_race(r, plan.tasks)
+        t2 = clock()
+        undo = undo_moved(race.records, page)  # mappings placed outside the footprint
+        cleanup_ops = (*undo, *plan.cleanup) if undo else plan.cleanup
+        t3 = clock()
+        cleanup = await target.run_serial(r, cleanup_ops) if cleanup_ops else []
+        t4 = clock()
+        for records in (setup, race.records, cleanup):
+            for rec in records:
+                if rec.round != r:  # a target bug: its records would land in another round
+                    raise RuntimeError(f"{target.name} recorded round {rec.round} in round {r}")
+                write(rec)
+        if schedule is not None:
+            choices = getattr(target, "last_choices", [])
+            schedule.write(json.dumps({"round": r, "choices": choices}, separators=(",", ":")))
+            schedule.write("\n")
+        contest = contested(race.records, page)
+        info: dict[str, Any] = {"setup": len(setup), "race": len(race.records)}
+        if not contest:  # the keys below default to true: written only when false
+            info["overlapped"] = False
+        if not race.overlapped:
+            info["all_overlapped"] = False
+        if race.problems:
+            info["problems"] = race.problems
+            for problem in race.problems:
+                stats.note_problem(problem)
+        writer.write_round(r, flush=bool(race.problems), **info)
+        stats.rounds = r + 1
+        stats.operations += len(setup) + len(race.records) + len(cleanup)
+        stats.race_operations += len(race.records)
+        stats.overlapped_rounds += contest
+        stats.full_overlap_rounds += race.overlapped
+        shapes.append(len(setup))
+        shapes.append(len(race.records))
+        if race.problems:
+            stats.round_problems[r] = tuple(race.problems)
+        t5 = clock()
+        phases["plan"] += t1 - t0
+        phases["target"] += (t2 - t1) + (t4 - t3)
+        phases["record"] += t5 - t4 + (t3 - t2)
+        if on_round is not None:
+            on_round(stats, RoundLog(r, setup, race, cleanup))
+        r += 1
+        if r % 64 == 0:
+            await trio.lowlevel.checkpoint()
