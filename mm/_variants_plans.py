@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import attrs
 
+from mm._geometry import is_fixed, is_probe, page_range
 from mm._names import MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE
 from mm._op import Op
 from mm._params import Params
-from mm._spec import EEXIST, EINVAL, U64, Plan, page_align, plan
+from mm._spec import EEXIST, EINVAL, U64, Plan, plan
 from mm._state import Mapping, State
 
 PlanFn = Callable[[State, Params, Op], Plan]
@@ -22,11 +23,8 @@ FIXED_ANY = MAP_FIXED | MAP_FIXED_NOREPLACE
 
 
 def _probe_range(op: Op, params: Params) -> tuple[int, int] | None:
-    """[addr, addr + page_align(len)) of a NOREPLACE mmap, None for anything else."""
-    if op.kind != "mmap" or not op.flags & MAP_FIXED_NOREPLACE:
-        return None
-    addr = op.addr & U64
-    return addr, addr + page_align(op.length & U64, params)
+    """The page range of a NOREPLACE mmap, None for anything else."""
+    return page_range(op, params.page_size) if is_probe(op) else None
 
 
 def start_only_overlap(state: State, params: Params, op: Op) -> Plan:
@@ -42,7 +40,7 @@ def start_only_overlap(state: State, params: Params, op: Op) -> Plan:
 
 def flag_ignored(state: State, params: Params, op: Op) -> Plan:
     """The flag is unknown: the address is a hint (MAP_FIXED alongside it still clobbers)."""
-    if op.kind != "mmap" or not op.flags & MAP_FIXED_NOREPLACE:
+    if not is_probe(op):
         return plan(state, params, op)
     return plan(state, params, attrs.evolve(op, flags=op.flags & ~MAP_FIXED_NOREPLACE))
 
@@ -50,7 +48,7 @@ def flag_ignored(state: State, params: Params, op: Op) -> Plan:
 def zero_einval(state: State, params: Params, op: Op) -> Plan:
     """NOREPLACE at address 0 fails with EINVAL up front (the right errno is EPERM without
     CAP_SYS_RAWIO, and success with it)."""
-    if op.kind == "mmap" and op.flags & MAP_FIXED_NOREPLACE and op.addr == 0:
+    if is_probe(op) and op.addr == 0:
         return Plan(-EINVAL)
     return plan(state, params, op)
 
@@ -58,7 +56,7 @@ def zero_einval(state: State, params: Params, op: Op) -> Plan:
 def zero_fixed_elsewhere(state: State, params: Params, op: Op) -> Plan:
     """A fixed request (MAP_FIXED or NOREPLACE) at address 0 is placed like a non-fixed call
     (the free-range search answers), instead of EPERM or page 0."""
-    if op.kind == "mmap" and op.flags & FIXED_ANY and op.addr == 0:
+    if is_fixed(op) and op.addr == 0:
         return plan(state, params, attrs.evolve(op, flags=op.flags & ~FIXED_ANY))
     return plan(state, params, op)
 
@@ -81,7 +79,7 @@ def adjacent_overlap(state: State, params: Params, op: Op) -> Plan:
 
 def noreplace_clobbers(state: State, params: Params, op: Op) -> Plan:
     """NOREPLACE behaves exactly like MAP_FIXED: existing pages in the range are replaced."""
-    if op.kind != "mmap" or not op.flags & MAP_FIXED_NOREPLACE:
+    if not is_probe(op):
         return plan(state, params, op)
     flags = (op.flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED
     return plan(state, params, attrs.evolve(op, flags=flags))

@@ -19,8 +19,8 @@ from types import TracebackType
 
 import attrs
 
+from mm._geometry import is_nonfixed, page_length
 from mm._host import CAP_SYS_RAWIO, has_cap_sys_rawio, host_params, thread_has_cap_sys_rawio
-from mm._names import MAP_FIXED, MAP_FIXED_NOREPLACE
 from mm._op import Op
 from mm._params import TASK_SIZE_X86_64
 from mm._procmaps import Region, clip_regions, merge_regions, model_regions, read_maps
@@ -177,7 +177,7 @@ def guarded_range(op: Op, page: int, task_size: int | None = None) -> tuple[int,
     addr, length = op.addr & U64, op.length & U64
     aligned = (length + page - 1) & ~(page - 1) & U64
     if op.kind == "mmap":
-        if not op.flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        if is_nonfixed(op):
             return None
         if length == 0 or aligned == 0 or aligned > task_size or addr > task_size - aligned:
             return None  # mmap rules 3, 5, 7, 9: refused before any mapping is looked at
@@ -284,7 +284,7 @@ class KernelSpace:
         return self.apply(Op.mprotect(addr, length, prot))
 
     def _remember(self, addr: int, length: int) -> None:
-        end = addr + ((length + self.page - 1) & ~(self.page - 1))
+        end = addr + page_length(length, self.page)
         with self._lock:
             if any(a.contains(addr, end) for a in self.arenas):
                 _add_range(self._ours_inside, addr, end)

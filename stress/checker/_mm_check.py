@@ -21,7 +21,7 @@ import mm
 from stress.checker._engine import check
 from stress.checker._minimize import minimize
 from stress.checker._mm_model import MmModel
-from stress.checker._mm_partition import is_nonfixed_mmap, partition, span
+from stress.checker._mm_partition import created, partition
 from stress.checker._race_pass import race_pass
 from stress.checker._types import BaseModel, CheckResult, Event, Verdict
 
@@ -92,7 +92,7 @@ def _check_events(
     )
     if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
         guess = [
-            e for e in result.counterexample.events if e.ret is None and is_nonfixed_mmap(e.input)
+            e for e in result.counterexample.events if e.ret is None and mm.is_nonfixed(e.input)
         ]
         if guess:
             return attrs.evolve(
@@ -209,11 +209,13 @@ def _round_of(
     for k, e in enumerate(events):
         if rounds is not None and rounds[k] != rnd:
             continue
-        a, b = span(e.input, params)
-        if e.input.kind == "mmap" and is_nonfixed_mmap(e.input):
-            if e.ret is None or e.output < 0:
+        if mm.is_nonfixed(e.input):
+            made = created(e.input, None if e.ret is None else e.output, params)
+            if made is None:
                 continue
-            a, b = e.output, e.output + (b - a)
+            a, b = made
+        else:
+            a, b = mm.page_range(e.input, params.page_size)
         if a < hi and lo < b:
             chosen.append(e)
     return chosen

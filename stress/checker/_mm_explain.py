@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import mm
-from stress.checker._mm_partition import args_decide, created, is_nonfixed_mmap, span
+from stress.checker._mm_partition import args_decide, created, span
 from stress.checker._types import Event
 
 
@@ -74,9 +74,9 @@ def explain(params: mm.Params, prefix: Sequence[Event], state: mm.State, event: 
     expected = mm.plan(state, params, op).result
     name = f"task {event.task}'s {op.kind}"
     lo, hi = span(op, params)
-    if op.kind == "mmap" and not is_nonfixed_mmap(op):
+    if mm.is_fixed(op):
         if got >= 0 and got != op.addr:
-            flag = "MAP_FIXED_NOREPLACE" if op.flags & mm.MAP_FIXED_NOREPLACE else "MAP_FIXED"
+            flag = "MAP_FIXED_NOREPLACE" if mm.is_probe(op) else "MAP_FIXED"
             return (
                 f"{name} returned {_res(op, got)}, but a {flag} mmap returns its requested "
                 f"address {op.addr:#x} or fails: the flag was ignored and the address used as "
@@ -96,8 +96,8 @@ def explain(params: mm.Params, prefix: Sequence[Event], state: mm.State, event: 
                 f"{name} failed with EEXIST although nothing was mapped in {_range(lo, hi)} "
                 f"at this point of the order"
             )
-    if op.kind == "mmap" and is_nonfixed_mmap(op) and got >= 0 and expected >= 0:
-        length = hi - lo
+    if mm.is_nonfixed(op) and got >= 0 and expected >= 0:
+        length = mm.page_length(op.length, params.page_size)
         if state.intersects(got, got + length):
             mapped = _why_mapped(params, prefix, state, event, got, got + length)
             return f"{name} returned {_res(op, got)} although {mapped}"

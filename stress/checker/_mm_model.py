@@ -24,7 +24,6 @@ import mm
 from stress.checker import _mm_partition as _part
 from stress.checker._types import BaseModel, Event
 
-_FIXED = mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE
 # step cache shared by every model with the same params (and kept across partitions, also in
 # worker processes): a race history repeats the same few (state, op, result) triples.
 # Keyed by id(params) and holding the params object, so that a lookup costs no hashing.

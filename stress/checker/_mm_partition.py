@@ -43,7 +43,6 @@ from stress.checker._types import Event
 
 U64 = 1 << 64
 GUARD_GAP_PAGES = 256
-_FIXED = mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE
 
 Range = tuple[int, int]
 SMALL = 256  # segments this small are not split further
@@ -62,29 +61,22 @@ def args_decide(op: mm.Op, params: mm.Params) -> int | None:
     return empty if mm.plan(_full(params), params, op).result == empty else None
 
 
-def is_nonfixed_mmap(op: mm.Op) -> bool:
-    return op.kind == "mmap" and not op.flags & _FIXED
-
-
 def span(op: mm.Op, params: mm.Params) -> Range:
-    """[addr, addr + page_align(length)) clipped to 2^64: the pages a fixed call names."""
-    addr = op.addr % U64
-    length = mm.page_align(op.length % U64, params)
-    if length == 0 and op.length % U64:
-        length = U64  # the rounded length wrapped: the range runs to the top
-    return addr, min(addr + length, U64)
+    """The pages a call names (`mm.page_range`): a fixed call's range, a hint's range."""
+    return mm.page_range(op, params.page_size)
 
 
 def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] | None:
     """The ranges an event's result depends on or changes; None when it couples everything."""
-    if op.kind == "mmap" and not op.flags & _FIXED:
+    if mm.is_nonfixed(op):
         if result is None:
             return COUPLES
         if result < 0:
             return [] if args_decide(op, params) == result else COUPLES
-        lo, hi = span(op, params)
-        length = hi - lo
-        ranges = [(result, min(result + length, U64))]
+        made = mm.mapped_range(op, result, params.page_size)
+        assert made is not None
+        length = mm.page_length(op.length, params.page_size)
+        ranges = [made]
         hint = op.addr % U64 & ~(params.page_size - 1)
         if hint and hint < params.mmap_min_addr:
             hint = mm.page_align(params.mmap_min_addr, params)
@@ -101,14 +93,13 @@ def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] |
 
 
 def created(op: mm.Op, result: int | None, params: mm.Params) -> Range | None:
-    """The range an mmap event may have mapped (None: maps nothing, or unknown for pending)."""
+    """The range an mmap event may have mapped (None: maps nothing, or unknown for pending): a
+    non-fixed mmap's `mm.mapped_range`; a fixed one's own range when it succeeded or got no
+    response."""
     if op.kind != "mmap":
         return None
-    if is_nonfixed_mmap(op):
-        if result is None or result < 0:
-            return None
-        lo, hi = span(op, params)
-        return result, min(result + hi - lo, U64)
+    if mm.is_nonfixed(op):
+        return mm.mapped_range(op, result, params.page_size)
     if result is not None and result < 0:
         return None
     return span(op, params)
@@ -164,7 +155,7 @@ def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event
         if info is None:
             if op.kind == "munmap" and out == 0:
                 info = memo[key] = (True, span(op, params))
-            elif ret is None and is_nonfixed_mmap(op):
+            elif ret is None and mm.is_nonfixed(op):
                 info = memo[key] = (False, (0, U64))  # may have mapped anywhere
             else:
                 info = memo[key] = (False, created(op, out, params))

@@ -179,12 +179,12 @@ def _call(e: Event) -> str:
 
 
 def _is_win(e: Event) -> bool:
-    return bool(e.input.flags & mm.MAP_FIXED_NOREPLACE)
+    return mm.is_probe(e.input)
 
 
 def _clobbers(op: mm.Op) -> bool:
     """A plain MAP_FIXED mmap: it replaces whatever is mapped."""
-    return bool(op.flags & mm.MAP_FIXED) and not op.flags & mm.MAP_FIXED_NOREPLACE
+    return mm.is_fixed(op) and not mm.is_probe(op)
 
 
 def _claim(e: Event, params: mm.Params) -> tuple[int, int] | None:
@@ -192,7 +192,7 @@ def _claim(e: Event, params: mm.Params) -> tuple[int, int] | None:
     op = e.input
     if op.kind != "mmap" or e.ret is None or e.output < 0:
         return None
-    if op.flags & (mm.MAP_FIXED | mm.MAP_FIXED_NOREPLACE) and e.output != op.addr:
+    if mm.is_fixed(op) and e.output != op.addr:
         return None  # illegal anyway; what it mapped is unclear
     made = created(op, e.output, params)
     return made if made is not None and made[0] < made[1] else None

@@ -69,7 +69,7 @@ class FencedSpace(k.KernelSpace):
         self._inside_starts: list[int] = []
 
     def _remember(self, addr: int, length: int) -> None:
-        end = addr + ((length + self.page - 1) & ~(self.page - 1))
+        end = addr + mm.page_length(length, self.page)
         if not any(a.contains(addr, end) for a in self.arenas):
             super()._remember(addr, length)
             return
@@ -79,7 +79,7 @@ class FencedSpace(k.KernelSpace):
     def _stray(self, op: mm.Op) -> bool:
         if op.kind != "munmap":
             return False
-        lo, hi = op.addr, op.addr + -(-(op.length & k.U64) // self.page) * self.page
+        lo, hi = mm.page_range(op, self.page)
         with self._lock:
             return any(a <= lo and hi <= b for a, b in self._ours_outside)
 
@@ -92,7 +92,7 @@ class FencedSpace(k.KernelSpace):
             return super().apply(op)
         result = k.raw_munmap(op.addr, op.length)
         if result == 0:
-            end = op.addr + -(-op.length // self.page) * self.page
+            end = mm.page_range(op, self.page)[1]
             with self._lock:
                 self._ours_outside[:] = [
                     piece

@@ -265,7 +265,9 @@ class KernelTarget:
             length = rec.op.length
             if (result, length) in known:
                 continue
-            end = result + -(-(length & k.U64) // page) * page
+            made = mm.mapped_range(rec.op, result, page)
+            assert made is not None
+            end = made[1]
             if self._covered(result, end) and self._inside(result, end):
                 if len(known) >= _BOUND_CACHE:
                     known.clear()

@@ -308,3 +308,34 @@ def test_check_events_searches_the_parts_without_a_direct_order_in_a_pool() -> N
     assert "0 by a direct order, 300 by search" in result.reason
     events[-1] = ev(9, nr(B + 4000 * P), -mm.EEXIST, 5000, 5010)  # nothing explains this one
     assert check_events(PARAMS, events, workers=2).verdict is Verdict.VIOLATION
+
+
+# --- a hint within its length of 2^64 (the hint's range is clipped, the mapping is not) ------
+
+
+def _top_hint_history(probe_result: int) -> tuple[list[Event], int]:
+    """Task 0 maps 2 pages hinted at 2^64 - P (placed low, by the spec); task 1 then probes the
+    mapping's second page."""
+    params = mm.Params.reference()
+    hint = mm.Op.mmap((1 << 64) - P, 2 * P, mm.PROT_READ, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    placed, _ = mm.mmap(mm.State.empty(), params, hint.addr, hint.length, hint.prot, hint.flags)
+    assert 0 < placed < params.task_size
+    probe = mm.Op.mmap(placed + P, P, mm.PROT_READ, NR)
+    result = placed + P if probe_result == 0 else probe_result
+    return [Event(0, hint, placed, 0, 1), Event(1, probe, result, 2, 3)], placed
+
+
+@pytest.mark.parametrize("small", [256, 0])
+def test_a_mapping_hinted_near_2_64_keeps_its_whole_length(
+    small: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(part, "SMALL", small)  # 0: the footprint partition is used too
+    params = mm.Params.reference()
+    won, _ = _top_hint_history(0)  # the probe of a mapped page "succeeded": impossible
+    assert check_events(params, won, None, timeout=10).verdict is Verdict.VIOLATION
+    lost, placed = _top_hint_history(-mm.EEXIST)  # the probe failed: right
+    assert check_events(params, lost, None, timeout=10).verdict is Verdict.OK
+    nr = lost[0].input
+    assert part.created(nr, placed, params) == (placed, placed + 2 * P)
+    mprotect = Event(1, mm.Op.mprotect(placed + P, P, mm.PROT_NONE), 0, 2, 3)
+    assert check_events(params, [lost[0], mprotect], None, timeout=10).verdict is Verdict.OK
