@@ -65,6 +65,7 @@ from mm._spec import (
 )
 from mm._state import Mapping, State
 from mm._yield import (
+    ENTER,
     ayield_point,
     set_async_yield_hook,
     set_yield_hook,
@@ -80,6 +81,7 @@ __all__ = [
     "EEXIST",
     "EINVAL",
     "ENOMEM",
+    "ENTER",
     "EOPNOTSUPP",
     "EOVERFLOW",
     "EPERM",

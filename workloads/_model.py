@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -171,6 +171,12 @@ class Grade:
     verdict: str
     when: str
     description: str
+
+    def holds(self, facts: Mapping[str, int | bool]) -> bool:
+        """Does `when` hold for a round with these facts? (A count it names that the round lacks
+        is 0; the names were checked when the workload was built.)"""
+        env = {name: facts.get(name, 0) for name in _expr.names(self.when)}
+        return bool(_expr.evaluate(self.when, env))
 
 
 @attrs.frozen

@@ -5,3 +5,7 @@ in-process kernel and plug-in targets); `_child` is the child's side of the JSON
 (docs/targets.md). The worker loop imports nothing else of mmrace, so it can run inside
 emulators and sandboxes.
 """
+
+from stress.agent._worker import GATES, Call, Record, WorkerError, WorkerPool, op_args, overlap
+
+__all__ = ["GATES", "Call", "Record", "WorkerError", "WorkerPool", "op_args", "overlap"]

@@ -29,7 +29,6 @@ import mm
 import workloads
 from stress.history import Operation
 from stress.verdict import Verdict
-from workloads import _expr
 
 UNSPECIFIED = "UNSPECIFIED"
 UNKNOWN = "UNKNOWN"
@@ -218,9 +217,7 @@ def grade_round(
                 found.key, workloads.FORBIDDEN, "MAP_FIXED returned a different address"
             )
     for grade in workload.grades:
-        # Counts absent from the round are 0 (grade names were validated when it was built).
-        env = {name: found.env.get(name, 0) for name in _expr.names(grade.when)}
-        if _expr.evaluate(grade.when, env):
+        if grade.holds(found.env):
             return RoundGrade(found.key, grade.verdict, grade.description)
     return RoundGrade(
         found.key, UNSPECIFIED, f"no grade of workload {workload.name!r} describes this outcome"

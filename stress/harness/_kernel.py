@@ -40,8 +40,8 @@ import trio
 
 import mm
 from mm import kernel as k
-from stress.agent._worker import Call as WorkerCall
-from stress.agent._worker import Record, WorkerError, WorkerPool
+from stress.agent import Call as WorkerCall
+from stress.agent import Record, WorkerError, WorkerPool
 from stress.errors import UsageError
 from stress.harness._fenced import FencedSpace as _FencedSpace
 from stress.harness._fenced import gaps, insert_range, merge_ranges

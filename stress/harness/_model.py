@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import mm
-from mm._yield import ENTER
 from stress.harness._scheduler import (
     ControlledScheduler,
     ReplayStrategy,
@@ -159,7 +158,7 @@ def _trio_hook(seed: int, tasks: int) -> Callable[[str], Awaitable[None]]:
     checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
     async def hook(name: str) -> None:
-        if name == ENTER or chance() < inner:
+        if name == mm.ENTER or chance() < inner:
             await checkpoint()
 
     return hook

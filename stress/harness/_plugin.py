@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import mm
-from stress.agent._worker import Call as WorkerCall
-from stress.agent._worker import Record, WorkerError, WorkerPool, op_args
+from stress.agent import Call as WorkerCall
+from stress.agent import Record, WorkerError, WorkerPool, op_args
 from stress.errors import UsageError
 from stress.harness._pool import run_round
 from stress.harness._target import RaceOutcome, TargetOptions, really_raced

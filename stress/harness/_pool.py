@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import trio
 
-from stress.agent._worker import Call, Record, WorkerPool
+from stress.agent import Call, Record, WorkerPool
 
 
 async def run_round(pool: WorkerPool, plans: Sequence[Sequence[Call]]) -> list[list[Record]]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import mm
-from stress.agent._worker import WorkerError, WorkerPool
+from stress.agent import WorkerError, WorkerPool
 from stress.harness._pool import run_round
 from stress.harness._target import RaceOutcome, TargetOptions, really_raced
 from stress.harness._variants import core_factory

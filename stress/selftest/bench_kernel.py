@@ -27,7 +27,7 @@ import trio
 
 import mm
 from mm import kernel as k
-from stress.agent._worker import overlap
+from stress.agent import overlap
 from stress.harness import KernelTarget
 from stress.selftest._figure import Figure
 from workloads import Space

@@ -12,7 +12,7 @@ import bisect
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Final
 
-from stress.checker._types import BaseModel, Event
+from stress.checker import BaseModel, Event
 
 GET: Final = "get"
 PUT: Final = "put"

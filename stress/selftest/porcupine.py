@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from stress.checker._types import Event
+from stress.checker import Event
 from stress.errors import UsageError
 from stress.selftest.kv import APPEND, GET, PUT
 from stress.selftest.register import CAS, READ, UNKNOWN, WRITE

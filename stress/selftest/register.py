@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Final
 
-from stress.checker._types import BaseModel, Event
+from stress.checker import BaseModel, Event
 
 READ: Final = "read"
 WRITE: Final = "write"

@@ -33,7 +33,9 @@ def test_default_run_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize("scheduler", ["random", "pct"])
-def test_replay_reproduces(tmp_path: Path, capsys: pytest.CaptureFixture[str], scheduler: str):
+def test_replay_reproduces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], scheduler: str
+) -> None:
     out = tmp_path / "run"
     args = ["run", "--out", str(out), "--no-progress", "--seed", "11", "--rounds", "40"]
     args.append("--no-report")
@@ -51,7 +53,7 @@ def test_replay_reproduces(tmp_path: Path, capsys: pytest.CaptureFixture[str], s
     assert "DIFFERS at operation 2" in capsys.readouterr().out
 
 
-def test_json_output_and_trio_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_json_output_and_trio_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "fast"
     argv = ["run", "--out", str(out), "--no-progress", "--scheduler", "trio", "--json"]
     argv.append("--no-report")
@@ -123,7 +125,9 @@ def test_ctrl_c_stops_cleanly_with_exit_3(tmp_path: Path) -> None:
     assert summary["operations"] == summary["check"]["operations"]
 
 
-def test_bug_variant_is_found_and_replayed(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_bug_variant_is_found_and_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bug"
     argv = ["run", "--out", str(out), "--no-progress", "--variant", "check-then-act"]
     junit = tmp_path / "bug.xml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -26,7 +27,9 @@ from stress.history import load_history, read_history
 from tests.harness.test_scheduler import RacyTrioCore
 
 
-def config(out: Path, *, seed: int = 1, rounds: int | None = 20, tasks: int = 6, **kw) -> RunConfig:
+def config(
+    out: Path, *, seed: int = 1, rounds: int | None = 20, tasks: int = 6, **kw: Any
+) -> RunConfig:
     options = TargetOptions(seed=seed, **kw)
     same_page = workloads.get("same-page")
     return RunConfig(same_page, "same-page", options, tasks, rounds, None, out)

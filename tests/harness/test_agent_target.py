@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 import mm
 from stress.cli import main
 from stress.history import load_history
+from tests.conftest import RunResult
 
 pytestmark = [
     pytest.mark.kernel,
@@ -21,16 +22,15 @@ B = 0x100000000000
 P = 4096
 
 
-def run(tmp_path: Path, *extra: str, rounds: int = 20) -> tuple[int, dict]:
-    out = tmp_path / "run"
-    argv = ["run", "same-page", "--target", "agent", "--tasks", "4", "--rounds", str(rounds)]
-    code = main([*argv, "--out", str(out), "--no-progress", "--seed", "5", *extra])
-    summary = json.loads((out / "summary.json").read_text())
-    return code, summary
+def run(mmrace_run: Callable[..., RunResult], *extra: str, rounds: int = 20) -> RunResult:
+    argv = ["same-page", "--target", "agent", "--tasks", "4", "--rounds", str(rounds)]
+    return mmrace_run(*argv, "--seed", "5", *extra)
 
 
-def test_plain_child_is_judged_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, summary = run(tmp_path)
+def test_plain_child_is_judged_ok(
+    tmp_path: Path, mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, summary = run(mmrace_run)
     assert code == 0, capsys.readouterr()
     assert summary["verdict"] == "OK" and summary["problems"] == []
     assert summary["operations"] == 20 * 5  # 4 racing probes + 1 cleanup per round
@@ -42,8 +42,10 @@ def test_plain_child_is_judged_ok(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert all(op.result is not None for op in ops)
 
 
-def test_wrapper_is_a_command_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, summary = run(tmp_path, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
+def test_wrapper_is_a_command_prefix(
+    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, summary = run(mmrace_run, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
     assert code == 0, capsys.readouterr()
     assert summary["target_info"]["wrapper"] == "env MMRACE_WRAPPED=1"
 
@@ -58,6 +60,7 @@ def test_wrapper_is_a_command_prefix(tmp_path: Path, capsys: pytest.CaptureFixtu
 )
 def test_dying_child_leaves_pending_calls_and_an_unknown_verdict(
     tmp_path: Path,
+    mmrace_run: Callable[..., RunResult],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     fault: str,
@@ -65,7 +68,7 @@ def test_dying_child_leaves_pending_calls_and_an_unknown_verdict(
 ) -> None:
     monkeypatch.setenv("MMRACE_AGENT_FAULT", fault)
     monkeypatch.setenv("MMRACE_AGENT_TIMEOUT", "1")
-    code, summary = run(tmp_path, rounds=8)
+    code, summary = run(mmrace_run, rounds=8)
     assert code == 3, capsys.readouterr()
     assert summary["verdict"] == "UNKNOWN"
     assert summary["problems"] == [f"agent {how} (in round 3, race)"]
@@ -119,10 +122,10 @@ async def test_library_use_and_serial_death(monkeypatch: pytest.MonkeyPatch) -> 
         assert [c.result for c in setup] == [B + 4 * P]
         grab = [[mm.Op.mmap(B, P, mm.PROT_READ, mm.NR)] for _ in range(3)]
         outcome = await target.run_race(0, grab)
-        assert sorted(c.result for c in outcome.records) == [-mm.EEXIST, -mm.EEXIST, B]
+        assert sorted(c.result or 0 for c in outcome.records) == [-mm.EEXIST, -mm.EEXIST, B]
         assert outcome.problems == []
-        assert all(c.call <= c.ret for c in outcome.records)
-        assert min(c.call for c in outcome.records) > setup[0].ret  # one clock: the child's
+        assert all(c.ret is not None and c.call <= c.ret for c in outcome.records)
+        assert min(c.call for c in outcome.records) > (setup[0].ret or 0)  # one clock: the child's
         assert target._proc is not None
         target._proc.kill()  # the child dies between rounds
         cleanup = await target.run_serial(0, [mm.Op.munmap(B, 5 * P)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,29 +12,22 @@ from stress.cli import main
 from stress.errors import UsageError
 from stress.harness._plugin import PluginTarget
 from stress.harness._target import TargetOptions
+from tests.conftest import RunResult
 
-PLUGINS = Path(__file__).parent / "plugins"
 B = 0x100000000000
 P = 4096
 
 
-@pytest.fixture(autouse=True)
-def plugins_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(PLUGINS))
-
-
-def run(tmp_path: Path, factory: str, *extra: str) -> tuple[int, dict]:
-    out = tmp_path / factory
-    argv = ["run", "same-page", "--target", f"toyspace:{factory}", "--tasks", "8"]
-    code = main([*argv, "--rounds", "60", "--seed", "7", "--out", str(out), "--no-progress"])
-    return code, json.loads((out / "summary.json").read_text())
+def run(mmrace_run: Callable[..., RunResult], factory: str) -> RunResult:
+    argv = ["same-page", "--target", f"toyspace:{factory}", "--tasks", "8"]
+    return mmrace_run(*argv, "--rounds", "60", "--seed", "7", name=factory)
 
 
 @pytest.mark.parametrize("factory", ["correct", "correct_async"])
 def test_correct_plugin_is_ok(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], factory: str
+    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str], factory: str
 ) -> None:
-    code, summary = run(tmp_path, factory)
+    code, summary = run(mmrace_run, factory)
     assert code == 0, capsys.readouterr().out
     assert summary["verdict"] == "OK"
     assert summary["target"] == f"plugin:toyspace:{factory}"
@@ -43,9 +36,9 @@ def test_correct_plugin_is_ok(
 
 @pytest.mark.parametrize("factory", ["racy", "racy_async"])
 def test_racy_plugin_is_caught(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], factory: str
+    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str], factory: str
 ) -> None:
-    code, summary = run(tmp_path, factory)
+    code, summary = run(mmrace_run, factory)
     assert code == 1, capsys.readouterr().out
     assert summary["verdict"] == "VIOLATION"
     assert summary["double_wins"] > 0  # two tasks both got the page in some round

@@ -10,6 +10,7 @@ their protections (from /proc/self/maps) must equal the model's.
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 import attrs
 import pytest
@@ -49,7 +50,10 @@ FAR_MUNMAP = [1 << 47, -P & U64]
 FAR_MPROTECT = [-P & U64]
 
 
-def mostly(good: st.SearchStrategy[int], bad: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+T = TypeVar("T")
+
+
+def mostly(good: st.SearchStrategy[T], bad: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
     """`good` about nine times in ten, else `bad`."""
     return st.integers(0, 9).flatmap(lambda n: bad if n == 9 else good)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import attrs
+import numpy as np
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from plots import mutants, race, save, scaling, timeline
 from plots.data import (
@@ -28,6 +31,15 @@ from plots.data import (
 )
 from plots.style import CONFLICT_COLOR, GRADE_COLORS, LINEARIZED_COLOR
 from stress.errors import UsageError
+
+
+def values(data: object) -> list[float]:
+    """A line's x or y data as plain floats (matplotlib types it as any array-like)."""
+    return [float(v) for v in np.asarray(data, dtype=float)]
+
+
+def bars_of(ax: Axes) -> list[Rectangle]:
+    return [p for p in ax.patches if isinstance(p, Rectangle)]
 
 
 @pytest.fixture
@@ -91,7 +103,7 @@ def test_wins_per_task(ax: Axes) -> None:
     assert "Jain's fairness index 0.667" in ax.get_title()
     assert ax.get_xlabel() == "task"
     assert "wins" in ax.get_ylabel()
-    assert [p.get_height() for p in ax.patches if p.get_height() > 0] == [5, 5]
+    assert [p.get_height() for p in bars_of(ax) if p.get_height() > 0] == [5, 5]
     assert legend_texts(ax) == ["fair share", "wins"]
     assert "lopsided scheduler" in [t.get_text() for t in ax.texts]
 
@@ -118,8 +130,8 @@ def test_latency_cdf(ax: Axes) -> None:
     assert texts[1] == "EEXIST (n=2, p50 4.0 µs, p99 5.0 µs)"
     assert texts[2:] == ["p50", "p99"]  # "other" has no sample, so no curve
     won_curve = ax.get_lines()[0]
-    assert list(won_curve.get_xdata()) == [1.0, 2.0, 3.0]
-    assert list(won_curve.get_ydata()) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert values(won_curve.get_xdata()) == [1.0, 2.0, 3.0]
+    assert values(won_curve.get_ydata()) == pytest.approx([1 / 3, 2 / 3, 1.0])
 
 
 def test_latency_cdf_in_steps_and_log_scale(ax: Axes) -> None:
@@ -134,12 +146,12 @@ def test_lock_waits(ax: Axes) -> None:
     assert ax.get_xlabel() == "wait (µs)"
     assert ax.get_ylabel() == "calls"
     assert legend_texts(ax) == ["calls", "mean 1.5 µs"]
-    assert sum(p.get_height() for p in ax.patches) == 4
+    assert sum(p.get_height() for p in bars_of(ax)) == 4
 
 
 def test_outcome_histogram_colours_by_grade(ax: Axes) -> None:
     race.outcome_histogram(ax, RUN.outcomes)
-    bars = list(ax.patches)
+    bars = bars_of(ax)
     assert [b.get_width() for b in bars] == [9, 1]
     assert [to_hex(b.get_facecolor()) for b in bars] == [
         GRADE_COLORS["ACCEPTABLE"],
@@ -156,7 +168,7 @@ def test_timeline_marks_order_conflicts_and_pending(ax: Axes) -> None:
     assert ax.get_xlabel() == "time since first call (µs)"
     bars = ax.collections
     assert len(bars) == len(CALLS)
-    colors = [to_hex(b.get_facecolor()[0]) for b in bars]
+    colors = [to_hex(cast(Any, b.get_facecolor())[0]) for b in bars]
     assert colors[0] == LINEARIZED_COLOR
     assert colors[1] == CONFLICT_COLOR
     labels = [t.get_text() for t in ax.texts]
@@ -165,7 +177,7 @@ def test_timeline_marks_order_conflicts_and_pending(ax: Axes) -> None:
     assert [t.get_text() for t in ax.get_yticklabels()] == ["task 0", "task 1", "task 2"]
     assert legend_texts(ax)[-1] == "pending"
     # the pending call runs past the last response (at 8 µs after the first call)
-    pending = [v[0] for v in bars[2].get_paths()[0].vertices]
+    pending = values(np.asarray(bars[2].get_paths()[0].vertices)[:, 0])
     assert min(pending) == pytest.approx(2.5)
     assert max(pending) > 8.5
 
@@ -176,16 +188,16 @@ def test_throughput_overlap(ax: Axes) -> None:
     assert "calls/s" in left.get_ylabel()
     assert "overlap" in right.get_ylabel()
     assert legend_texts(left) == ["throughput", "overlap ratio"]
-    assert list(left.get_lines()[0].get_ydata()) == pytest.approx([10_000.0] * 4)
-    assert list(right.get_lines()[0].get_ydata()) == [0.0, 1.0, 1.0, 1.0]
+    assert values(left.get_lines()[0].get_ydata()) == pytest.approx([10_000.0] * 4)
+    assert values(right.get_lines()[0].get_ydata()) == [0.0, 1.0, 1.0, 1.0]
     assert left.get_xscale() == "log"
 
 
 def test_contention(ax: Axes) -> None:
     scaling.contention(ax, POINTS)
     reference, measured = ax.get_lines()[:2]
-    assert list(measured.get_ydata()) == pytest.approx([0.0, 0.5, 0.75, 0.875])
-    assert list(reference.get_ydata()) == pytest.approx([0.0, 0.5, 0.75, 0.875])
+    assert values(measured.get_ydata()) == pytest.approx([0.0, 0.5, 0.75, 0.875])
+    assert values(reference.get_ydata()) == pytest.approx([0.0, 0.5, 0.75, 0.875])
     assert "EEXIST" in ax.get_ylabel()
     assert len(legend_texts(ax)) == 2
 
@@ -201,8 +213,8 @@ def test_mutant_detection(ax: Axes) -> None:
     assert legend_texts(ax) == ["random (1/2 found)", "pct (2/2 found)"]
     assert "of 2" in ax.get_title()
     pct = ax.get_lines()[1]
-    assert list(pct.get_xdata()) == [1, 2, 40, 100]
-    assert list(pct.get_ydata()) == [0, 1, 2, 2]
+    assert values(pct.get_xdata()) == [1, 2, 40, 100]
+    assert values(pct.get_ydata()) == [0, 1, 2, 2]
 
 
 def test_run_layouts_skip_absent_data() -> None:
