@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import attrs
 
 from mm._names import format_flags, format_prot
 
-Kind = Literal["mmap", "munmap", "mprotect"]
 KINDS: tuple[str, ...] = ("mmap", "munmap", "mprotect")
 
 

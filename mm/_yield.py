@@ -21,7 +21,6 @@ _sync_hook: ContextVar[SyncHook | None] = ContextVar("mm_sync_yield_hook", defau
 _async_hook: ContextVar[AsyncHook | None] = ContextVar("mm_async_yield_hook", default=None)
 
 # The names the built-in cores use.
-MMAP_ENTER = "mmap:enter"
 MMAP_CHECKED = "mmap:checked"  # between the overlap check and the insertion
 MUNMAP_STEP = "munmap:step"  # between removing two parts of a range
 MPROTECT_STEP = "mprotect:step"  # between changing two mappings

@@ -15,7 +15,6 @@ from workloads._model import (
 
 HINT = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS
 FIXED = HINT | mm.MAP_FIXED
-RW = mm.PROT_READ | mm.PROT_WRITE
 
 _ALL_LOSERS_EEXIST = "winners + eexist == calls"
 

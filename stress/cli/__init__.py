@@ -1,35 +1,25 @@
 """The `mmrace` command line: a thin dispatcher over one module per subcommand.
 
 Each subcommand lives in `stress.cli.<name>` and offers `HELP` (one line),
-`add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their
-subcommand runs, so `mmrace --help` stays fast and one broken subcommand cannot take the
-others down. A `UsageError` becomes one line on stderr and exit code 2, never a traceback.
+`add_arguments(parser)` and `run(args) -> int`. The modules import their heavy dependencies
+inside `run`, so building the parser (and `mmrace --help`) stays fast. A `UsageError` becomes
+one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
 from stress.errors import UsageError
 
-# name -> (module, one-line help). Order is the order shown by `mmrace --help`.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("stress.cli.run", "race tasks for the same addresses, record, check and report"),
-    "replay": ("stress.cli.replay", "re-run a recorded model run and compare the histories"),
-    "check": ("stress.cli.check", "check a history file for linearizability"),
-    "exec": ("stress.cli.exec", "run a sequential operation script against one or two targets"),
-    "list": ("stress.cli.list", "list the workload catalog"),
-    "sweep": ("stress.cli.sweep", "run a workload at several task counts and plot scaling"),
-    "report": ("stress.cli.report", "write a self-contained HTML report for a run directory"),
-    "plot": ("stress.cli.plot", "redraw the plots of an existing run"),
-    "mutants": ("stress.cli.mutants", "run every bug variant through the catalog"),
-    "bench": ("stress.cli.bench", "measure speed: checker, harness"),
-}
+# The subcommands, in the order `mmrace --help` shows them: stress.cli.<name>.
+SUBCOMMANDS = (
+    "run", "replay", "check", "exec", "list", "sweep", "report", "plot", "mutants", "bench",
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,14 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _available() -> dict[str, tuple[str, str]]:
-    found = {}
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = (module, help_text)
-    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,10 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"mmrace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (module, help_text) in _available().items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(sp)
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"stress.cli.{name}")
+        sp = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        sp.set_defaults(_module=module.__name__)
+        module.add_arguments(sp)
     return parser
 
 

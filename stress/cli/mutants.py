@@ -11,10 +11,13 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mm.variants
 from stress.errors import UsageError
-from stress.selftest.mutants import STRATEGIES, CellResult, MutantsReport, run_all
+
+if TYPE_CHECKING:
+    from stress.selftest.mutants import CellResult, MutantsReport
 
 HELP = "run every bug variant through the catalog; check no correct target is flagged"
 
@@ -69,6 +72,8 @@ def parse_variants(text: str | None) -> tuple[str, ...]:
 
 
 def table(report: MutantsReport) -> str:
+    from stress.selftest.mutants import STRATEGIES
+
     """The human-readable table: per variant, rounds to the first detection under each strategy
     (best workload; "-" none), the fastest kill and its replay; then the false-alarm check."""
     strategies = list(STRATEGIES)
@@ -120,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a directory")
 
+    from stress.selftest.mutants import run_all
+
     def progress(cell: CellResult) -> None:
         if not args.json:
             mark = "killed" if cell.detected else ("ERROR" if cell.error else "-")
@@ -148,12 +155,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(data: dict[str, object], out: Path) -> None:
-    """detection.png next to mutants.json, when the plots package is there."""
-    try:
-        from plots.data import MutantResult
-        from plots.save import write_mutants
-    except ImportError:
-        return
+    """detection.png next to mutants.json."""
+    from plots.data import MutantResult
+    from plots.save import write_mutants
+
     rows = data["results"]
     assert isinstance(rows, list)
     results = tuple(

@@ -142,7 +142,6 @@ class AgentTarget:
         self.dead: str | None = None  # how the child died, once it has
         self.late_problems: list[str] = []  # deaths outside a race, until a race reports them
         info = self._probe()
-        self.child = info
         self._last_ns = int(info.get("now_ns", 0))
         self.params = options.params if options.params is not None else self._params(info)
         self.describe: dict[str, Any] = {
@@ -223,7 +222,6 @@ class AgentTarget:
             first = await self._receive()
             if first.get("type") != "hello":
                 raise AgentDied(f"sent {first.get('type')!r} instead of hello")
-            self.child = first
             self.describe["agent"]["pid"] = first.get("pid")
             ready = await self._exchange(
                 {
