@@ -12,6 +12,8 @@ import argparse
 import json
 from typing import Any
 
+from stress.verdict import Verdict
+
 HELP = "measure speed: checker, harness"
 
 
@@ -80,4 +82,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(sections, indent=2))
     else:
         print("\n".join(_format(name, rows) for name, rows in sections.items()))
-    return 0 if all(r["ok"] for rows in sections.values() for r in rows) else 1
+    met = all(r["ok"] for rows in sections.values() for r in rows)
+    return (Verdict.OK if met else Verdict.VIOLATION).exit_code  # a missed target fails

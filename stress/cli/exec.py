@@ -19,6 +19,7 @@ import attrs
 import mm
 from stress.cli._script import FAR_BASE, Script, ScriptOp, load_script, parse_value
 from stress.errors import UsageError
+from stress.verdict import Verdict
 
 HELP = "run a sequential operation script against one or two targets"
 TARGETS = ("model", "kernel")
@@ -145,22 +146,22 @@ def _reserve_arenas(script: Script, kernel: Any) -> list[Any]:
 
 
 @attrs.frozen
-class Verdict:
+class Agreement:
     agree: bool
     note: str = ""
 
 
-def compare(model: ModelTarget, before: mm.State, op: mm.Op, mine: int, theirs: int) -> Verdict:
+def compare(model: ModelTarget, before: mm.State, op: mm.Op, mine: int, theirs: int) -> Agreement:
     """Do the model's result `mine` and the kernel's `theirs` agree? Advances the model to
     follow an allowed non-fixed placement."""
     nonfixed = mm.is_nonfixed(op)
     if nonfixed and mine >= 0 and theirs >= 0:
         after = mm.step_observed(before, model.params, op, theirs)
         if after is None:
-            return Verdict(False, "kernel placement not allowed by the model")
+            return Agreement(False, "kernel placement not allowed by the model")
         model.state = after
-        return Verdict(True, "" if mine == theirs else "both allowed placements")
-    return Verdict(mine == theirs)
+        return Agreement(True, "" if mine == theirs else "both allowed placements")
+    return Agreement(mine == theirs)
 
 
 def _params(args: argparse.Namespace) -> mm.Params:
@@ -241,4 +242,4 @@ def _execute(script: Script, model: ModelTarget | None, kernel: KernelTarget | N
             print(_line(item, width, [mm.format_result(op.kind, target.apply(op))]))
     if model is not None and kernel is not None:
         print(f"{len(script.ops)} operations, {divergences} divergence(s)")
-    return 1 if divergences else 0
+    return (Verdict.VIOLATION if divergences else Verdict.OK).exit_code

@@ -1,7 +1,8 @@
 """`mmrace mutants`: run every bug variant through the workloads that can expose it, and the
 correct core and the real kernel through the same budget (false-alarm check).
 
-Exit 0 when every variant is killed and nothing correct is flagged, 1 otherwise.
+Exit 0 when every variant is killed and nothing correct is flagged, 1 when a variant survived
+or a correct target was flagged, 3 when a cell could not run (`stress.verdict`).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def table(report: MutantsReport) -> str:
             lines.append(f"  FALSE ALARM {c.spec.slug}: {c.how}  replay: {c.replay}")
     for c in report.errors:
         lines.append(f"  ERROR {c.spec.slug}: {c.error}")
-    lines.append("OK" if report.ok else "FAILED")
+    lines.append(report.verdict.value)
     return "\n".join(lines)
 
 
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(report))
         print(f"results: {out / 'mutants.json'}")
-    return 0 if report.ok else 1
+    return report.verdict.exit_code
 
 
 def _plot(data: dict[str, object], out: Path) -> None:

@@ -34,6 +34,7 @@ from stress.harness import (
     make_target,
 )
 from stress.selftest import _workloads as extra
+from stress.verdict import Verdict
 
 STRATEGIES = {
     "random": ("model", "random"),
@@ -260,8 +261,16 @@ class MutantsReport:
         return times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
 
     @property
+    def verdict(self) -> Verdict:
+        """VIOLATION when a variant survived or a correct target was flagged; UNKNOWN when a
+        cell could not run (nothing was shown either way); else OK."""
+        if self.survivors or self.false_alarms:
+            return Verdict.VIOLATION
+        return Verdict.UNKNOWN if self.errors else Verdict.OK
+
+    @property
     def ok(self) -> bool:
-        return not self.survivors and not self.false_alarms and not self.errors
+        return self.verdict is Verdict.OK
 
     def results(self) -> list[dict[str, Any]]:
         """Per (variant, strategy): rounds and the first detection of its best workload (the
