@@ -328,7 +328,7 @@ def summarize_check(
     try:
         result = checker.check_history(header, ops, timeout)
         text = details = None
-        if result.counterexample is not None:
+        if result.counterexample is not None and result.verdict is Verdict.VIOLATION:
             model = checker.MmModel(checker.params_of(header))
             original = len(result.counterexample.events)
             left = max(0.5, timeout - (time.monotonic() - started))
@@ -389,7 +389,7 @@ def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True
     result = checker.check_events(params, events, rounds, timeout=timeout)
     model = checker.MmModel(params)
     original = None
-    if result.counterexample is not None and minimize:
+    if result.counterexample is not None and minimize and result.verdict is Verdict.VIOLATION:
         original = len(result.counterexample.events)
         result = checker.minimized(model, result, timeout)
     return CheckedFile(header, model, result, original)

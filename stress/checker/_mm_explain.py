@@ -108,6 +108,11 @@ def explain(params: mm.Params, prefix: Sequence[Event], state: mm.State, event: 
             f"{_range(expected, expected + length)} was free, so it had to return "
             f"{_res(op, expected)}"
         )
+    if got == -mm.ENOMEM and expected != got and _count_bound(op, params):
+        return (
+            f"{name} returned ENOMEM, which only a mapping count at vm.max_map_count "
+            f"({params.max_map_count}) explains, and {state.map_count} mappings exist here"
+        )
     if expected < 0 and args_decide(op, params) == expected:
         return (
             f"{name} returned {_res(op, got)} but the spec gives {_res(op, expected)} for these "
@@ -119,3 +124,11 @@ def explain(params: mm.Params, prefix: Sequence[Event], state: mm.State, event: 
         f"{name} returned {_res(op, got)} but the spec gives {_res(op, expected)} here "
         f"({_range(lo, hi)} holds {shown})"
     )
+
+
+def _count_bound(op: mm.Op, params: mm.Params) -> bool:
+    """Does an ENOMEM of this call need the mapping count at the limit (a munmap, or a fixed
+    mmap whose arguments alone do not give ENOMEM)?"""
+    if op.kind == "munmap":
+        return True
+    return mm.is_fixed(op) and args_decide(op, params) != -mm.ENOMEM

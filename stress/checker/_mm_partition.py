@@ -31,6 +31,14 @@ operations *couple everything* and the segment they are in stays one part:
   most two mappings, so ``2 * len(segment) < max_map_count`` rules that out).
 Failures whose result the arguments alone decide have an empty footprint: they are grouped in one
 part of their own per segment.
+
+**Impossible results.** A munmap, or a fixed mmap, that returned ENOMEM which its arguments do
+not explain is legal only with the mapping count at max_map_count (munmap splits a mapping;
+MAP_FIXED inside one splits it too). A segment starts from the empty space and each of its n
+calls adds at most two mappings, so when ``2 * n < max_map_count`` such a call is illegal in
+every state the segment can reach: the segment, and so the history, is not linearizable. Such an
+event is put in a part of its own: the search on it fails at once, and the explanation says why
+(`_mm_explain`), instead of the event coupling the segment into one part too large to search.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ GUARD_GAP_PAGES = 256
 Range = tuple[int, int]
 SMALL = 256  # segments this small are not split further
 COUPLES = None  # footprint value: depends on the whole address space
+MAP_COUNT = "map-count"  # footprint value: only a mapping count at max_map_count explains it
 
 
 def _full(params: mm.Params) -> mm.State:
@@ -66,8 +75,9 @@ def span(op: mm.Op, params: mm.Params) -> Range:
     return mm.page_range(op, params.page_size)
 
 
-def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] | None:
-    """The ranges an event's result depends on or changes; None when it couples everything."""
+def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] | str | None:
+    """The ranges an event's result depends on or changes; COUPLES (None) when it depends on
+    the whole address space; MAP_COUNT when only a mapping count at the limit explains it."""
     if mm.is_nonfixed(op):
         if result is None:
             return COUPLES
@@ -86,9 +96,9 @@ def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] |
         return ranges
     if result == -mm.ENOMEM:
         if op.kind == "munmap":
-            return COUPLES  # only the mapping count explains it
+            return MAP_COUNT
         if op.kind == "mmap" and mm.plan(mm.State.empty(), params, op).result != result:
-            return COUPLES  # max_map_count
+            return MAP_COUNT
     return [span(op, params)]
 
 
@@ -195,17 +205,35 @@ def _by_call(e: Event) -> int:
     return e.call
 
 
-def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]] | None:
-    """Groups of events with transitively overlapping footprints; None if one couples all.
+def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
+    """Groups of events with transitively overlapping footprints (for a segment of fewer than
+    max_map_count / 2 events; see the module docstring).
 
-    Events with an empty footprint come last, as one group.
+    Impossible events (MAP_COUNT) come first, one part each; when an event couples everything,
+    the others are one part; else the groups, and the events with an empty footprint last, as
+    one group.
     """
     intervals: list[tuple[int, int, int]] = []
     loose: list[int] = []
-    for k, e in enumerate(events):
+    impossible: list[list[Event]] = []
+    coupled = False
+    footprints = []
+    for e in events:
         fp = footprint(e.input, e.output if e.ret is not None else None, params)
-        if fp is COUPLES:
-            return None
+        if fp == MAP_COUNT:
+            impossible.append([e])
+        elif fp is COUPLES:
+            coupled = True
+        footprints.append(fp)
+    if coupled:
+        return [
+            *impossible,
+            [e for e, fp in zip(events, footprints, strict=True) if fp != MAP_COUNT],
+        ]
+    for k, fp in enumerate(footprints):
+        if fp == MAP_COUNT:
+            continue
+        assert isinstance(fp, list)
         spans = [(lo, hi) for lo, hi in fp if lo < hi]
         if not spans:
             loose.append(k)
@@ -233,9 +261,9 @@ def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]] 
     groups: dict[int, list[Event]] = {}
     loose_set = set(loose)
     for k, e in enumerate(events):
-        if k not in loose_set:
+        if k not in loose_set and footprints[k] != MAP_COUNT:
             groups.setdefault(find(k), []).append(e)
-    parts = list(groups.values())
+    parts = [*impossible, *groups.values()]
     if loose:
         parts.append([events[k] for k in loose])
     return parts
@@ -252,10 +280,6 @@ def partition(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
         if len(segment) <= SMALL or 2 * len(segment) >= params.max_map_count:
             parts.append(segment)
             continue
-        groups = components(segment, params)
-        if groups is None:
-            parts.append(segment)
-            continue
-        for group in groups:
+        for group in components(segment, params):
             parts.extend(time_segments(group, params) if len(group) > 1 else [group])
     return parts

@@ -6,6 +6,7 @@ from typing import Any
 
 from stress.checker._mm_model import MmModel
 from stress.checker._types import CheckResult, Counterexample, Event
+from stress.verdict import Verdict
 
 
 def _time(ns: int | None, origin: int) -> str:
@@ -26,18 +27,27 @@ def render(model: MmModel, result: CheckResult, original: int | None, header: An
     )
     cx = result.counterexample
     if cx is not None:
-        lines.extend(counterexample_lines(model, cx, original))
+        candidate = result.verdict is not Verdict.VIOLATION
+        lines.extend(counterexample_lines(model, cx, original, candidate=candidate))
     return "\n".join(lines)
 
 
-def counterexample_lines(model: MmModel, cx: Counterexample, original: int | None) -> list[str]:
-    """The counterexample: its calls, the longest order found, and why each next call fails."""
+def counterexample_lines(
+    model: MmModel, cx: Counterexample, original: int | None, *, candidate: bool = False
+) -> list[str]:
+    """The counterexample: its calls, the longest order found, and why each next call fails.
+
+    ``candidate``: the check could not decide (UNKNOWN), so this is only the part it could not
+    explain, labelled as such; its words describe the orders the search tried, not a proof."""
     events = cx.events
     origin = min(e.call for e in events)
     size = f"{len(events)} operations"
     if original is not None and original != len(events):
         size += f", minimized from {original}"
-    lines = ["", f"counterexample ({size}; times from its first call):"]
+    what = "counterexample"
+    if candidate:
+        what = "candidate counterexample, NOT confirmed (the check could not decide)"
+    lines = ["", f"{what} ({size}; times from its first call):"]
     order = sorted(range(len(events)), key=lambda k: (events[k].call, k))
     for k in order:
         e = events[k]
@@ -94,5 +104,6 @@ def result_json(model: MmModel, result: CheckResult, original: int | None) -> di
             "linearized": list(cx.linearized),
             "stuck": [{"index": k, "reason": why} for k, why in cx.stuck],
             "minimized_from": original,
+            "confirmed": result.verdict is Verdict.VIOLATION,  # False: a candidate (UNKNOWN)
         }
     return out

@@ -128,17 +128,37 @@ def test_partition_splits_disjoint_ranges_and_joins_overlaps(
     assert sorted(sorted(e.task for e in p) for p in parts) == [[0, 1], [2, 3], [4]]
 
 
-def test_partition_couples_everything_on_unexplained_enomem() -> None:
-    events = [ev(0, nr(B), B, 0, 10), ev(1, nr(B + 8 * P), -mm.ENOMEM, 1, 11)]
-    assert part.components(events, PARAMS) is None
-    events = [ev(0, nr(B), B, 0, 10), ev(1, mm.Op.mmap(B, 1 << 48, RW, NR), -mm.ENOMEM, 1, 11)]
-    assert part.components(events, PARAMS) is not None  # the length alone explains it
+def test_an_enomem_only_the_map_count_explains_is_a_part_of_its_own() -> None:
+    won, impossible = ev(0, nr(B), B, 0, 10), ev(1, nr(B + 8 * P), -mm.ENOMEM, 1, 11)
+    assert part.footprint(impossible.input, -mm.ENOMEM, PARAMS) == part.MAP_COUNT
+    assert part.components([won, impossible], PARAMS) == [[impossible], [won]]
+    too_long = ev(1, mm.Op.mmap(B, 1 << 48, RW, NR), -mm.ENOMEM, 1, 11)
+    assert part.components([won, too_long], PARAMS) == [[won, too_long]]  # its length explains
+    pending = ev(2, mm.Op.mmap(B, P, RW, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS), None, 0, None)
+    coupled = part.components([won, impossible, pending], PARAMS)
+    assert coupled == [[impossible], [won, pending]]  # the rest stays one part
+
+
+def test_an_impossible_munmap_in_a_long_segment_is_a_violation_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _rounds(200)
+    # A munmap that never answers keeps every earlier call in flight: no time cut, one segment.
+    events.append(ev(8, mm.Op.munmap(B + (1 << 31), P), None, 0, None))
+    last = max(e.ret or 0 for e in events)
+    events.append(ev(9, mm.Op.munmap(B + (1 << 30), P), -mm.ENOMEM, last + 1, last + 2))
+    assert len(part.time_segments(events, PARAMS)) == 1
+    result = check_events(PARAMS, events, None, timeout=5)
+    assert result.verdict is Verdict.VIOLATION
+    assert result.counterexample is not None and len(result.counterexample.events) == 1
+    (why,) = [w for _, w in result.counterexample.stuck]
+    assert "max_map_count" in why
 
 
 def test_nonfixed_footprint_includes_its_hint() -> None:
     hint = mm.Op.mmap(B, P, RW, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
     ranges = part.footprint(hint, B + 64 * P, PARAMS)
-    assert ranges is not None
+    assert isinstance(ranges, list)
     assert (B + 64 * P, B + 65 * P) in ranges
     assert any(lo <= B < hi for lo, hi in ranges)
     assert part.footprint(hint, None, PARAMS) is None  # pending: may be anywhere
@@ -339,3 +359,27 @@ def test_a_mapping_hinted_near_2_64_keeps_its_whole_length(
     assert part.created(nr, placed, params) == (placed, placed + 2 * P)
     mprotect = Event(1, mm.Op.mprotect(placed + P, P, mm.PROT_NONE), 0, 2, 3)
     assert check_events(params, [lost[0], mprotect], None, timeout=10).verdict is Verdict.OK
+
+
+def test_an_unknown_verdict_shows_its_candidate_only_as_such() -> None:
+    """A pending non-fixed mmap may have mapped anywhere: the search tries only the spec's
+    placement, so a failed search is UNKNOWN and its counterexample only a candidate."""
+    from stress.checker import render
+
+    params = mm.Params.reference()
+    hint = mm.Op.mmap(B, P, mm.PROT_READ, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    probe = mm.Op.mmap(B, P, mm.PROT_READ, NR)
+    later = mm.Op.mmap(B + P, P, mm.PROT_READ, NR)
+    # The probe wins B, so the pending hint cannot have been placed there; the later probe's
+    # EEXIST at B + P needs the hint placed at B + P, which the spec's placement never picks.
+    events = [
+        Event(0, hint, None, 0, None),
+        Event(1, probe, B, 1, 2),
+        Event(2, later, -mm.EEXIST, 3, 4),
+    ]
+    result = check_events(params, events, None, timeout=10)
+    assert result.verdict is Verdict.UNKNOWN and "may have mapped anywhere" in result.reason
+    assert result.counterexample is not None
+    text = render(MmModel(params), result, None)
+    assert "candidate counterexample, NOT confirmed" in text
+    assert "\ncounterexample (" not in text
