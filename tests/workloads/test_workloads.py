@@ -256,6 +256,42 @@ description = "ok"
         (('"ACCEPTABLE"', '"FINE"'), "grades[0].verdict", "must be one of"),
         (('summary = "A test."', 'summary = "A test."\nshuffle = 1'), "shuffle", "true or false"),
         (('[[race]]\nkind = "mmap"', ""), "race", "at least one"),
+        (
+            ('summary = "A test."', 'summary = "A test."\nfootprint_check = 0'),
+            "footprint_check",
+            "true or false",
+        ),
+        (('summary = "A test."', 'summary = "A test."\nboundary = 3'), "boundary", "a table"),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nat = 1'),
+            "boundary.spans",
+            "missing",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = ["2MB"]'),
+            "boundary.spans[0]",
+            "2MiB",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = [12288]'),
+            "boundary.spans",
+            "power of two",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = ["1GiB"]\nat = 5'),
+            "boundary.at",
+            "outside the footprint",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = [8192]\nside = 1'),
+            "boundary.side",
+            "unknown key",
+        ),
+        (
+            ('kind = "mmap"', 'kind = "mmap"\nanchor = "zero"\noffset = -1'),
+            "race[0].offset",
+            "negative",
+        ),
     ],
 )
 def test_malformed_toml_names_the_key(change: tuple[str, str], key: str, problem: str) -> None:
@@ -268,6 +304,33 @@ def test_malformed_toml_names_the_key(change: tuple[str, str], key: str, problem
     assert message.startswith(f"bad.toml: key '{key}': "), message
     assert problem in message
     assert "\n" not in message
+
+
+def test_toml_boundary_and_top_anchors_plan_where_they_say() -> None:
+    text = BASE.replace(
+        'summary = "A test."',
+        'summary = "A test."\nfootprint_check = false\n'
+        '[boundary]\nspans = ["1GiB", 2097152]\nat = [1]',
+    )
+    text = text.replace('kind = "mmap"', 'kind = "mmap"\npages = 2', 1)
+    text += '[[race]]\nkind = "mmap"\nanchor = "task_size"\noffset = -1\nlabel = "top"\n'
+    w = workloads.parse_toml(text, "b.toml")
+    assert w.boundary == workloads.Boundary((1 << 30, 1 << 21), (1,)) and not w.footprint_check
+    for r in range(4):
+        plan = w.plan(r, 1, SPACE, 3)
+        span = (1 << 30, 1 << 21)[r % 2]
+        assert (plan.base + SPACE.page_size) % span == 0 and plan.check == ()
+        assert plan.tasks[0][1] == mm.Op.mmap(SPACE.task_size - SPACE.page_size, 4096, 3, mm.NR)
+    below, above = SPACE.base - SPACE.page_size, SPACE.end + SPACE.page_size
+    top = (SPACE.task_size - SPACE.page_size, SPACE.task_size)
+    assert w.regions(1, SPACE) == [(below, above), top]
+
+
+def test_a_span_with_no_boundary_in_the_arena_is_refused() -> None:
+    w = workloads.get("boundary")
+    small = workloads.Space(base=0x100000200000, size=1 << 21)  # no 1 GiB boundary in it
+    with pytest.raises(ValueError, match="boundary.spans: no 1 GiB boundary in the arena"):
+        w.plan(0, 4, small, 1)
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
@@ -292,6 +355,9 @@ def test_cmd_list_plain_verbose_json_and_bad_file(
     assert main(["list", "--verbose", str(EXAMPLES / "guard-pages.toml")]) == 0
     out = capsys.readouterr().out
     assert "guard-pages" in out and "not losers_overlap" in out
+    assert "boundary: 2 MiB, 1 GiB, 512 GiB (cycled); page 4 or 5 of the footprint" in out
+    for name in ("boundary", "top", "mixed"):
+        assert f"\n{name}\n  " in out
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in data] == NAMES and data[0]["default"]
