@@ -329,7 +329,7 @@ def test_toml_boundary_and_top_anchors_plan_where_they_say() -> None:
 def test_a_span_with_no_boundary_in_the_arena_is_refused() -> None:
     w = workloads.get("boundary")
     small = workloads.Space(base=0x100000200000, size=1 << 21)  # no 1 GiB boundary in it
-    with pytest.raises(ValueError, match="boundary.spans: no 1 GiB boundary in the arena"):
+    with pytest.raises(ValueError, match=r"boundary\.spans: no 1 GiB boundary in the arena"):
         w.plan(0, 4, small, 1)
 
 
