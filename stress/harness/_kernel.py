@@ -197,8 +197,10 @@ class KernelTarget:
         module docstring): a later call of the batch that touched a page takes it back."""
         if round_index != self._sentinel_round:
             self._sentinels, self._sentinel_round = {}, round_index
-        page = self.page
         wanted = self._sentinels
+        if not wanted and not any(r.op.prot & _RW == _RW for r in records):
+            return  # the usual cleanup batch: nothing to plant, nothing planted
+        page = self.page
         fresh: dict[int, None] = {}
         for rec in records:
             if rec.result is None or rec.result < 0:
