@@ -78,32 +78,31 @@ class Occupancy:
     def _first(self, addr: int) -> tuple[int, int] | None:
         """The mapping covering `addr` or the next one (None: nothing after); OSError when the
         ioctl is not there."""
+        if not self._query(addr, _COVERING_OR_NEXT_VMA):
+            return None
+        start, end = _SPAN.unpack_from(self._buf, 24)
+        return start, end
+
+    def _query(self, addr: int, flags: int) -> bool:
+        """One PROCMAP_QUERY for `addr` into the buffer: False when no mapping answers."""
         assert self._fd is not None
-        buf = self._buf
-        _HEAD.pack_into(buf, 0, _QUERY.size, _COVERING_OR_NEXT_VMA, addr)
+        _HEAD.pack_into(self._buf, 0, _QUERY.size, flags, addr)
         try:
-            fcntl.ioctl(self._fd, PROCMAP_QUERY, buf, True)
+            fcntl.ioctl(self._fd, PROCMAP_QUERY, self._buf, True)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                return None
+                return False
             raise
-        start, end = _SPAN.unpack_from(buf, 24)
-        return start, end
+        return True
 
     def prot_at(self, addr: int) -> int | None:
         """The PROT_* bits of the mapping covering `addr`, None when nothing covers it. Only
         with the ioctl (`method == "procmap-query"`); raises OSError if it fails."""
         if self._fd is None:
             raise OSError(errno.ENOTTY, "PROCMAP_QUERY is not in use")
-        buf = self._buf
-        _HEAD.pack_into(buf, 0, _QUERY.size, 0, addr)  # no flag: the covering mapping only
-        try:
-            fcntl.ioctl(self._fd, PROCMAP_QUERY, buf, True)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
-        (flags,) = _FLAGS.unpack_from(buf, 40)
+        if not self._query(addr, 0):  # no flag: the covering mapping only
+            return None
+        (flags,) = _FLAGS.unpack_from(self._buf, 40)
         return sum(prot for bit, prot in _PROT_BITS if flags & bit)
 
     def mappings(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
