@@ -15,11 +15,16 @@ from mm._geometry import is_fixed, is_probe, page_range
 from mm._names import MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE
 from mm._op import Op
 from mm._params import Params
-from mm._spec import EEXIST, EINVAL, U64, Plan, plan
+from mm._spec import EEXIST, EINVAL, ENOMEM, EPERM, U64, Plan, plan
 from mm._state import Mapping, State
 
 PlanFn = Callable[[State, Params, Op], Plan]
 FIXED_ANY = MAP_FIXED | MAP_FIXED_NOREPLACE
+PMD_SPAN = 2 << 20
+"""The span of one x86-64 page-table entry at the PMD level (2 MiB): stride-skip-overlap's step."""
+ALPHA_NOREPLACE = 0x200000
+"""MAP_FIXED_NOREPLACE on Alpha (arch/alpha/include/uapi/asm/mman.h); x86-64 and the generic ABI
+use 0x100000, and Linux on x86-64 ignores the bit 0x200000."""
 
 
 def _probe_range(op: Op, params: Params) -> tuple[int, int] | None:
@@ -113,4 +118,63 @@ def mprotect_all_or_nothing(state: State, params: Params, op: Op) -> Plan:
     decided = plan(state, params, op)
     if op.kind == "mprotect" and decided.result < 0 and decided.changes:
         return Plan(decided.result, ())
+    return decided
+
+
+def _walk_sees(state: State, start: int, end: int, span: int) -> bool:
+    """Does the stride walk over [start, end) meet a mapping? Step k tests [start + k*span, next
+    boundary): from an unaligned start the walk tests, in every `span` block, only the pages at
+    or above the start's offset in the block, so a mapping lying wholly below that offset (just
+    past a boundary) is missed."""
+    offset = start % span
+    for m in state.overlapping(start, end):
+        lo, hi = max(m.start, start), min(m.end, end)
+        if lo // span != (hi - 1) // span or (hi - 1) % span >= offset:
+            return True
+    return False
+
+
+def stride_skip_overlap(state: State, params: Params, op: Op) -> Plan:
+    """The overlap test walks the request one page-table level (2 MiB) at a time: it tests the
+    part up to the next boundary, then advances by the level's span from where it stood
+    (`addr += PMD_SIZE`) instead of to that boundary (`pmd_addr_end`). From an unaligned start
+    it skips the first pages past every boundary; a mapping found nowhere on the walk is
+    clobbered as MAP_FIXED would."""
+    decided = plan(state, params, op)
+    if decided.result != -EEXIST or not is_probe(op):
+        return decided
+    start, end = page_range(op, params.page_size)
+    if _walk_sees(state, start, end, PMD_SPAN):
+        return decided
+    return plan(state.without(start, end), params, op)
+
+
+def wrong_flag_value(state: State, params: Params, op: Op) -> Plan:
+    """MAP_FIXED_NOREPLACE is taken to be the bit 0x200000: a request with Linux's 0x100000 is
+    not recognized and degrades to a hint (MAP_FIXED alongside it still clobbers), and a request
+    carrying 0x200000, a bit Linux ignores on x86-64 (a plain hint), is treated as a probe."""
+    if op.kind != "mmap" or not op.flags & (MAP_FIXED_NOREPLACE | ALPHA_NOREPLACE):
+        return plan(state, params, op)
+    flags = op.flags & ~(MAP_FIXED_NOREPLACE | ALPHA_NOREPLACE)
+    if op.flags & ALPHA_NOREPLACE:
+        flags |= MAP_FIXED_NOREPLACE
+    return plan(state, params, attrs.evolve(op, flags=flags))
+
+
+def enomem_below_min(state: State, params: Params, op: Op) -> Plan:
+    """A fixed mapping below vm.mmap_min_addr without CAP_SYS_RAWIO fails with ENOMEM (the
+    address treated as out of range) where Linux says EPERM."""
+    decided = plan(state, params, op)
+    if decided.result == -EPERM and is_fixed(op):
+        return Plan(-ENOMEM)
+    return decided
+
+
+def lost_unmap(state: State, params: Params, op: Op) -> Plan:
+    """munmap removes the mappings of its range while iterating over them, and each removal
+    makes the walk skip the next one: every second mapping of the range stays mapped, and the
+    call returns 0."""
+    decided = plan(state, params, op)
+    if op.kind == "munmap" and decided.result == 0 and len(decided.changes) > 1:
+        return Plan(0, decided.changes[::2])
     return decided

@@ -17,8 +17,9 @@ import attrs
 
 from mm import _yield
 from mm._core import step_point
+from mm._names import PROT_EXEC, PROT_READ, PROT_WRITE
 from mm._op import Op
-from mm._spec import ENOMEM, Change, Plan
+from mm._spec import ENOMEM, Change, Plan, plan
 
 if TYPE_CHECKING:
     from mm._params import Params
@@ -47,6 +48,8 @@ Script = Generator[Step, None, int]
 
 # The variants' own yield points (hooks accept any name).
 MMAP_ACCOUNT = "mmap:account"  # rollback-window: between publishing and the accounting step
+MMAP_PROTECT = "mmap:protect"  # two-phase-protect: between publishing and narrowing the mapping
+_RW = PROT_READ | PROT_WRITE
 
 
 class CoreLike(Protocol):
@@ -204,3 +207,35 @@ def rollback_window(core: CoreLike, op: Op) -> Script:
         core.publish(Change(lo, hi, m.with_range(lo, hi)))
     yield RELEASE
     return -ENOMEM
+
+
+def two_phase_protect(core: CoreLike, op: Op) -> Script:
+    """mmap with any protection but READ|WRITE: the mapping is published READ|WRITE under the
+    lock; the lock is dropped; under a second acquisition the range is narrowed to the
+    requested protection by an mprotect of whatever the range holds by then, and that
+    mprotect's failure (ENOMEM: the range was unmapped meanwhile) is the call's result. The
+    other calls, and READ|WRITE mappings, are correct."""
+    if op.kind != "mmap":
+        return (yield from correct(core, op))
+    yield Yield(_yield.ENTER)
+    yield ACQUIRE
+    decided = core.decide(op)
+    wanted = op.prot & (PROT_READ | PROT_WRITE | PROT_EXEC)
+    yield Yield(_yield.MMAP_CHECKED)
+    if decided.result < 0 or wanted == _RW:
+        for change in decided.changes:
+            core.publish(change)
+        yield RELEASE
+        return decided.result
+    (change,) = decided.changes
+    assert change.mapping is not None
+    core.publish(attrs.evolve(change, mapping=attrs.evolve(change.mapping, prot=_RW)))
+    yield RELEASE
+    yield Yield(MMAP_PROTECT)
+    yield ACQUIRE
+    narrow = Op.mprotect(change.start, change.end - change.start, wanted)
+    narrowed = plan(core.state, core.params, narrow)
+    for step in narrowed.changes:
+        core.publish(step)
+    yield RELEASE
+    return decided.result if narrowed.result == 0 else narrowed.result

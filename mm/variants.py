@@ -182,6 +182,53 @@ _ALL = (
         "detaches all the VMAs of the range in one critical section",
         script=run.munmap_nonatomic,
     ),
+    Variant(
+        "two-phase-protect",
+        "a mapping is published READ|WRITE and narrowed to its protection under a second lock",
+        "LiteBox's create-then-protect path: PageManager::create_readable_pages and "
+        "create_executable_pages create the pages READ|WRITE so the initializer can fill them, "
+        "then narrow them to the requested permissions (litebox/src/mm/mod.rs); LiteBox holds its "
+        "vmem write lock across both, and this variant splits them over two acquisitions, as a "
+        "port that releases the lock around the initializer would; a munmap in the window makes "
+        "the narrowing fail, and the mmap with it",
+        script=run.two_phase_protect,
+    ),
+    Variant(
+        "stride-skip-overlap",
+        "the overlap test steps through the request by 2 MiB from an unaligned start",
+        "a page-table walk that advances `addr += PMD_SIZE` instead of to the next boundary "
+        "(Linux walks with pmd_addr_end() for exactly this reason): from an unaligned start it "
+        "misses a mapping just past a 2 MiB boundary (and so past every 1 GiB and 512 GiB one) "
+        "and clobbers it; a bug class of runtimes that test occupancy on their own page tables",
+        plan=plans.stride_skip_overlap,
+    ),
+    Variant(
+        "wrong-flag-value",
+        "the flag is taken as the bit 0x200000 (Linux: 0x100000), so a probe degrades to a hint",
+        "a fallback `#ifndef MAP_FIXED_NOREPLACE / #define MAP_FIXED_NOREPLACE 0x200000` (Alpha's "
+        "value) for C headers that predate the flag, seen in a RISC-V to x86-64 dynamic binary "
+        "translator and in box64's mmap wrapper; glibc defines it only since 2.28",
+        plan=plans.wrong_flag_value,
+    ),
+    Variant(
+        "enomem-below-min",
+        "a fixed mapping below vm.mmap_min_addr gets ENOMEM where Linux gives EPERM",
+        "a sandbox or library OS whose first address-range check treats low addresses as out of "
+        "range, or that reports every mmap failure as ENOMEM (Mystikos's syscall layer, "
+        "microsoft/mystikos PR #635: 'always translating errors to ENOMEM is probably "
+        "incorrect'); Linux checks the capability (security/min_addr.c, cap_mmap_addr) and says "
+        "EPERM",
+        plan=plans.enomem_below_min,
+    ),
+    Variant(
+        "lost-unmap",
+        "an munmap of several mappings keeps every second one and still returns 0",
+        "removing mappings from a list while iterating over it: each removal shifts the next "
+        "mapping into the slot just visited, which the loop then steps past; a classic container "
+        "bug, and a lost unmap is invisible to the caller (the return value is 0) until someone "
+        "probes the range",
+        plan=plans.lost_unmap,
+    ),
 )
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in _ALL}

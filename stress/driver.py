@@ -530,7 +530,12 @@ class RoundJudge:
         race: RaceOutcome = log.race
         plan = self.workload.plan(log.index, stats.tasks, self.space, self.seed)
         result = grading.RoundResult.from_records(
-            plan, race.records, round_index=log.index, problems=race.problems
+            plan,
+            race.records,
+            round_index=log.index,
+            problems=race.problems,
+            after=log.cleanup,
+            content=race.content,
         )
         params = self.params
         graded = grading.grade_round(

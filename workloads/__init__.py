@@ -1,7 +1,8 @@
 """Declarative race workloads, expanded into per-task operation plans (imports `mm` only).
 
 A `Workload` is a frozen value: op templates (setup, race, cleanup) relative to a per-round base
-inside an arena (`Space`), and `Grade`s that classify each round's outcome. `Workload.plan(round,
+inside an arena (`Space`; or across a page-table `Boundary`), and `Grade`s that classify each
+round's outcome; every round ends with a footprint check (`RoundPlan.check`). `Workload.plan(round,
 tasks, space, seed)` is a pure, seeded function giving a `RoundPlan`. The catalog is built in;
 users add their own as TOML files (`load_toml`, schema in docs/workloads.md).
 """
@@ -18,6 +19,7 @@ from workloads._model import (
     GRADE_VERDICTS,
     INTERESTING,
     PROBE_LABEL,
+    Boundary,
     Grade,
     OpTemplate,
     RoundPlan,
@@ -26,6 +28,7 @@ from workloads._model import (
     check_workload,
     default_label,
     fact_names,
+    format_span,
 )
 from workloads._toml import load_toml, parse_toml
 
@@ -39,6 +42,7 @@ __all__ = [
     "GRADE_VERDICTS",
     "INTERESTING",
     "PROBE_LABEL",
+    "Boundary",
     "Grade",
     "OpTemplate",
     "RoundPlan",
@@ -48,6 +52,7 @@ __all__ = [
     "check_workload",
     "default_label",
     "fact_names",
+    "format_span",
     "get",
     "load_toml",
     "parse_toml",

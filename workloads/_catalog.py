@@ -8,6 +8,7 @@ from workloads._model import (
     ACCEPTABLE,
     FORBIDDEN,
     INTERESTING,
+    Boundary,
     Grade,
     OpTemplate,
     Workload,
@@ -299,6 +300,220 @@ MPROTECT_RACE = Workload(
     shuffle=True,
 )
 
+MIB, GIB = 1 << 20, 1 << 30
+BOUNDARY = Workload(
+    name="boundary",
+    summary=(
+        "Probes straddle page-table boundaries (2 MiB, 1 GiB, 512 GiB) around a mapping just "
+        "past or just before the boundary. Round r puts a boundary of 2 MiB, 1 GiB or 512 GiB "
+        "(cycled) at page 4 or page 5 of an 8-page footprint (cycled), on either side of the "
+        "arena's own 512 GiB boundary or its end; setup maps page 4, so the mapping lies just "
+        "past the boundary or just before it. A probe of pages [2, 6) straddles the boundary "
+        "with its first and last pages free and the mapping inside: it must get EEXIST, which an "
+        "overlap test that steps by a level's span from an unaligned start, or looks only at the "
+        "first and last page, misses. The others probe the free pages on either side, touching "
+        "the mapping ([0, 4), [3, 4), [5, 8), [5, 6), slots shuffled): winners disjoint, every "
+        "loser overlapping a winner, so a test at page-table granularity (any mapping in the "
+        "same 2 MiB block counts) shows as an unexplained EEXIST."
+    ),
+    setup=(OpTemplate("mmap", offset=4, pages=1, flags=FIXED, label="setup"),),
+    race=(
+        OpTemplate(
+            "mmap",
+            offset=(2, 0, 5, 3, 5),
+            pages=(4, 4, 3, 1, 1),
+            tasks="task % 5 == 0",
+            label="straddle",
+        ),
+        OpTemplate("mmap", offset=(2, 0, 5, 3, 5), pages=(4, 4, 3, 1, 1), tasks="task % 5 != 0"),
+    ),
+    grades=(
+        Grade(
+            FORBIDDEN,
+            "straddle_winners > 0",
+            "a probe straddling the boundary won although the page next to the boundary inside "
+            "it was mapped: the overlap test skipped it and the mapping was clobbered",
+        ),
+        *_DISJOINT_GRADES[:2],
+        Grade(FORBIDDEN, "calls > 0 and winners == 0", "nobody won the free pages"),
+        Grade(
+            ACCEPTABLE,
+            f"straddle_eexist == straddle_calls and {_ALL_LOSERS_EEXIST}",
+            "the straddling probe found the mapping; the free sides were won, once each",
+        ),
+    ),
+    shuffle=True,
+    boundary=Boundary(spans=(2 * MIB, GIB, 512 * GIB), at=(4, 5)),
+)
+
+_TOP_PAIR = "top_winners + under_winners"
+TOP = Workload(
+    name="top",
+    summary=(
+        "Probes at the top of user space (ranges ending exactly at TASK_SIZE or passing it) and "
+        "just above and below vm.mmap_min_addr. Roles cycle over tasks in fours, each task "
+        "making two calls: [T-2P, T) (ends at TASK_SIZE: free) then [T, T+P) (at TASK_SIZE: "
+        "ENOMEM); [T-P, T+P) (passes TASK_SIZE: ENOMEM, never EEXIST, even where [T-2P, T) was "
+        "won) then [T-3P, T-P) (overlaps [T-2P, T): exactly one of the two wins); [min, "
+        "min+2P) (free, no privilege needed); [min-P, min+P) (starts below vm.mmap_min_addr: "
+        "EPERM without CAP_SYS_RAWIO, never ENOMEM or EEXIST; with it, it competes with [min, "
+        "min+2P))."
+    ),
+    race=(
+        OpTemplate(
+            "mmap", anchor="task_size", offset=-2, pages=2, tasks="task % 4 == 0", label="top"
+        ),
+        OpTemplate(
+            "mmap", anchor="task_size", offset=0, pages=1, tasks="task % 4 == 0", label="at"
+        ),
+        OpTemplate(
+            "mmap", anchor="task_size", offset=-1, pages=2, tasks="task % 4 == 1", label="past"
+        ),
+        OpTemplate(
+            "mmap", anchor="task_size", offset=-3, pages=2, tasks="task % 4 == 1", label="under"
+        ),
+        OpTemplate(
+            "mmap", anchor="min_addr", offset=0, pages=2, tasks="task % 4 == 2", label="low"
+        ),
+        OpTemplate(
+            "mmap", anchor="min_addr", offset=-1, pages=2, tasks="task % 4 == 3", label="below"
+        ),
+    ),
+    grades=(
+        Grade(
+            FORBIDDEN,
+            "at_winners + past_winners > 0",
+            "a probe reaching past TASK_SIZE was mapped",
+        ),
+        Grade(
+            FORBIDDEN,
+            "at_enomem < at_calls or past_enomem < past_calls",
+            "a probe reaching past TASK_SIZE did not fail with ENOMEM (the range check must come "
+            "first: a probe overlapping a mapping there still gets ENOMEM, not EEXIST)",
+        ),
+        Grade(
+            FORBIDDEN,
+            "below_enomem > 0",
+            "a probe below vm.mmap_min_addr got ENOMEM: Linux says EPERM without CAP_SYS_RAWIO",
+        ),
+        Grade(
+            FORBIDDEN,
+            "not privileged and below_eperm < below_calls",
+            "without CAP_SYS_RAWIO, a probe below vm.mmap_min_addr did not get EPERM",
+        ),
+        Grade(
+            FORBIDDEN,
+            "privileged and below_eperm > 0",
+            "CAP_SYS_RAWIO held, yet a probe below vm.mmap_min_addr got EPERM",
+        ),
+        Grade(
+            FORBIDDEN,
+            "low_eperm > 0",
+            "a probe at vm.mmap_min_addr itself was refused with EPERM (no privilege is needed)",
+        ),
+        Grade(FORBIDDEN, f"{_TOP_PAIR} > 1", "two overlapping probes at the top both won"),
+        Grade(
+            FORBIDDEN,
+            f"top_calls + under_calls > 0 and {_TOP_PAIR} == 0",
+            "nobody won the free range at the top of user space",
+        ),
+        Grade(
+            FORBIDDEN,
+            "(low_winners > 1 or low_winners + below_winners > 1)",
+            "two overlapping probes at vm.mmap_min_addr both won",
+        ),
+        Grade(
+            FORBIDDEN,
+            "low_calls + below_calls > 0 and low_winners + below_winners == 0"
+            " and (privileged or low_calls > 0)",
+            "nobody won the free range at vm.mmap_min_addr",
+        ),
+        Grade(
+            ACCEPTABLE,
+            "top_winners + top_eexist == top_calls and under_winners + under_eexist == under_calls"
+            " and low_winners + low_eexist == low_calls"
+            " and below_winners + below_eexist + below_eperm == below_calls",
+            "one winner at the top and one at vm.mmap_min_addr; ENOMEM past TASK_SIZE, EPERM "
+            "below vm.mmap_min_addr without the capability",
+        ),
+    ),
+)
+
+_MIXED_OK = (
+    "edge_eexist == edge_calls and fixed_winners == fixed_calls and munmap_ok == munmap_calls"
+    " and mprotect_ok == mprotect_calls and winners + eexist == calls"
+    " and head_winners + head_eexist == head_calls and tail_winners + tail_eexist == tail_calls"
+)
+MIXED = Workload(
+    name="mixed",
+    summary=(
+        "NOREPLACE probes race munmap, mprotect and MAP_FIXED of the same and of overlapping "
+        "ranges. Setup maps pages [0, 2) READ|WRITE, page 2 PROT_NONE and page 3 READ (three "
+        "mappings). Roles cycle over tasks in fours: a READ probe of page 3 then an mprotect of "
+        "[0, 2) to READ; an munmap of [2, 4) (two mappings, removed at once); a probe of page 2 "
+        "then of page 3 (a walk across the munmap); a probe of [0, 2) then a MAP_FIXED of page 2 "
+        "with PROT_NONE. Pages 0 and 1 are never unmapped, so the [0, 2) probe always gets "
+        "EEXIST and leaves their contents alone; MAP_FIXED, munmap and mprotect always succeed; "
+        "pages 2 and 3 are won only as often as munmaps freed them. A call failing with ENOMEM "
+        "shows a mapping narrowed to its protection under a second lock after an munmap took it "
+        "away; a walk that wins page 2 and then finds page 3 still mapped shows an munmap "
+        "removing its two parts in two steps (the checker sees it); the footprint check after "
+        "the cleanup shows an munmap that kept a mapping."
+    ),
+    setup=(
+        OpTemplate("mmap", offset=0, pages=2, flags=FIXED, label="setup"),
+        OpTemplate("mmap", offset=2, pages=1, prot=mm.PROT_NONE, flags=FIXED, label="setup"),
+        OpTemplate("mmap", offset=3, pages=1, prot=mm.PROT_READ, flags=FIXED, label="setup"),
+    ),
+    race=(
+        OpTemplate("mmap", offset=3, pages=1, prot=mm.PROT_READ, tasks="task % 4 == 0"),
+        OpTemplate("mprotect", offset=0, pages=2, prot=mm.PROT_READ, tasks="task % 4 == 0"),
+        OpTemplate("munmap", offset=2, pages=2, tasks="task % 4 == 1"),
+        OpTemplate("mmap", offset=2, pages=1, tasks="task % 4 == 2", label="head"),
+        OpTemplate("mmap", offset=3, pages=1, tasks="task % 4 == 2", label="tail"),
+        OpTemplate("mmap", offset=0, pages=2, tasks="task % 4 == 3", label="edge"),
+        OpTemplate(
+            "mmap", offset=2, pages=1, prot=mm.PROT_NONE, flags=FIXED, tasks="task % 4 == 3"
+        ),
+    ),
+    grades=(
+        Grade(
+            FORBIDDEN,
+            "edge_winners > 0",
+            "a probe of [0, 2) won although those pages stayed mapped: it clobbered the mapping",
+        ),
+        Grade(
+            FORBIDDEN,
+            "enomem + head_enomem + tail_enomem + fixed_enomem > 0",
+            "an mmap failed with ENOMEM: its mapping was taken away before the call finished "
+            "(a call split over two critical sections)",
+        ),
+        Grade(
+            FORBIDDEN,
+            "head_winners > munmap_calls",
+            "page 2 was won more often than munmaps freed it: a probe clobbered a mapping",
+        ),
+        Grade(
+            FORBIDDEN,
+            "winners + tail_winners > munmap_calls",
+            "page 3 was won more often than munmaps freed it: a probe clobbered a mapping",
+        ),
+        Grade(
+            FORBIDDEN,
+            "fixed_winners < fixed_calls or munmap_ok < munmap_calls"
+            " or mprotect_ok < mprotect_calls",
+            "a MAP_FIXED, an munmap or an mprotect of a range that stays mapped failed",
+        ),
+        Grade(
+            INTERESTING,
+            f"head_winners > 0 and {_MIXED_OK}",
+            "a probe won page 2 in the gap an munmap left",
+        ),
+        Grade(ACCEPTABLE, _MIXED_OK, "every call saw one state of the address space"),
+    ),
+    shuffle=True,
+)
+
 CATALOG: tuple[Workload, ...] = (
     SAME_PAGE,
     SAME_RANGE,
@@ -310,5 +525,8 @@ CATALOG: tuple[Workload, ...] = (
     ZERO_PAGE,
     MANY_RANGES,
     MPROTECT_RACE,
+    BOUNDARY,
+    TOP,
+    MIXED,
 )
 DEFAULT = SAME_PAGE.name

@@ -23,10 +23,11 @@ INTERESTING = "INTERESTING"
 FORBIDDEN = "FORBIDDEN"
 GRADE_VERDICTS = (ACCEPTABLE, INTERESTING, FORBIDDEN)
 
-ANCHORS = ("round", "zero", "min_addr")
+ANCHORS = ("round", "zero", "min_addr", "task_size")
 """Where an op template's page offset counts from: the round's base inside the arena, address 0,
-or the space's `min_addr` (the sysctl vm.mmap_min_addr, the lowest address a fixed mapping may use
-without CAP_SYS_RAWIO)."""
+the space's `min_addr` (the sysctl vm.mmap_min_addr, the lowest address a fixed mapping may use
+without CAP_SYS_RAWIO), or the space's `task_size` (the end of user space). Offsets from the last
+two may be negative (-2: two pages below), as long as the address stays at or above 0."""
 
 PROBE_LABEL = "probe"
 
@@ -43,12 +44,13 @@ class Space:
     size: int = 1 << 30
     page_size: int = 4096
     min_addr: int = 4096  # vm.mmap_min_addr (dac_mmap_min_addr): used by anchor "min_addr"
+    task_size: int = mm.Params().task_size  # the end of user space: anchor "task_size"
 
     @classmethod
     def from_params(
         cls, params: mm.Params, *, base: int = 0x100000000000, size: int = 1 << 30
     ) -> Space:
-        return cls(base, size, params.page_size, params.dac_mmap_min_addr)
+        return cls(base, size, params.page_size, params.dac_mmap_min_addr, params.task_size)
 
     @property
     def pages(self) -> int:
@@ -61,7 +63,10 @@ class Space:
 
 @attrs.frozen
 class RoundPlan:
-    """One round: `setup` (serial, task 0), `tasks` (one op list per task, raced), `cleanup`.
+    """One round: `setup` (serial, task 0), `tasks` (one op list per task, raced), `cleanup`,
+    then `check`: the footprint check, serial after the cleanup (an observer probe of each range
+    the round touched, PROT_NONE, and its munmap: the probe must win, or something the round
+    mapped is still there).
 
     `labels[t][k]` names the role of `tasks[t][k]` in outcome keys ("probe", "munmap", ...);
     `base` is the round's contested base address inside the arena.
@@ -72,6 +77,7 @@ class RoundPlan:
     cleanup: tuple[mm.Op, ...]
     labels: tuple[tuple[str, ...], ...] = ()
     base: int = 0
+    check: tuple[mm.Op, ...] = ()
 
     def label(self, task: int, index: int) -> str:
         if self.labels:
@@ -132,14 +138,16 @@ class OpTemplate:
         """(offset, pages) for `task`; raises ValueError naming the field on a bad value."""
         offset = _pick(self.offset, "offset", task, tasks)
         pages = _pick(self.pages, "pages", task, tasks)
-        if offset < 0:
+        if offset < 0 and self.anchor in ("round", "zero"):
             raise ValueError(f"offset: {offset} is negative (task {task} of {tasks})")
         if pages < 1:
             raise ValueError(f"pages: {pages} must be at least 1 (task {task} of {tasks})")
         return offset, pages
 
     def origin(self, space: Space, base: int) -> int:
-        return {"round": base, "zero": 0, "min_addr": space.min_addr}[self.anchor]
+        if self.anchor == "round":
+            return base
+        return {"zero": 0, "min_addr": space.min_addr, "task_size": space.task_size}[self.anchor]
 
     def op(self, task: int, tasks: int, space: Space, base: int) -> mm.Op:
         return self.build(*self.extent(task, tasks), space, base)
@@ -147,6 +155,8 @@ class OpTemplate:
     def build(self, offset: int, pages: int, space: Space, base: int) -> mm.Op:
         """The concrete op for an already evaluated (offset, pages)."""
         addr = self.origin(space, base) + offset * space.page_size
+        if addr < 0:
+            raise ValueError(f"offset: {offset} pages from {self.anchor} is below address 0")
         length = pages * space.page_size
         if self.kind == "mmap":
             return mm.Op.mmap(addr, length, self.prot, self.flags)
@@ -180,11 +190,71 @@ class Grade:
 
 
 @attrs.frozen
+class Boundary:
+    """Where a round sits relative to page-table boundaries: round r places the page `at[r %
+    len(at)]` of its footprint on a boundary of `spans[r % len(spans)]` bytes (a power of two,
+    e.g. 2 MiB, 1 GiB, 512 GiB), one of those inside the arena or at its ends (seeded), so the
+    footprint straddles it. The footprint may then reach beyond the arena by `at` pages below
+    and the rest above; `Workload.regions` says so, and the kernel target verifies those pages
+    free."""
+
+    spans: tuple[int, ...]
+    at: tuple[int, ...] = (0,)
+
+    def pick(self, round_index: int) -> tuple[int, int]:
+        """(span in bytes, page of the footprint on the boundary) for a round."""
+        return self.spans[round_index % len(self.spans)], self.at[round_index % len(self.at)]
+
+    def candidates(self, span: int, space: Space) -> tuple[int, int]:
+        """(first, count): the multiples of `span` in [space.base, space.end]."""
+        first = -(-space.base // span) * span
+        last = space.end // span * span
+        return first, max(0, (last - first) // span + 1)
+
+    def validate(self, footprint: int, space: Space) -> None:
+        """ValueError naming the problem: a span that is not a power of two and whole pages, an
+        `at` outside the footprint, a span with no boundary in the arena."""
+        if not self.spans or not self.at:
+            raise ValueError("boundary: spans and at must not be empty")
+        for span in self.spans:
+            if span <= 0 or span & (span - 1) or span % space.page_size:
+                raise ValueError(f"boundary.spans: {span:#x} is not a power of two of whole pages")
+            if not self.candidates(span, space)[1]:
+                raise ValueError(
+                    f"boundary.spans: no {format_span(span)} boundary in the arena "
+                    f"[{space.base:#x}, {space.end:#x}]"
+                )
+        for at in self.at:
+            if not 0 <= at <= footprint:
+                raise ValueError(
+                    f"boundary.at: page {at} is outside the footprint [0, {footprint}]"
+                )
+
+    def margins(self, footprint: int, page: int) -> tuple[int, int]:
+        """Bytes the footprint may reach below the arena's base and above its end."""
+        return max(self.at) * page, max(max(footprint - a for a in self.at), 0) * page
+
+
+def format_span(span: int) -> str:
+    """2097152 -> "2 MiB", 1 << 39 -> "512 GiB"."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if span >= 1 << shift and span % (1 << shift) == 0:
+            return f"{span >> shift} {unit}"
+    return f"{span} B"
+
+
+Range = tuple[int, int]
+
+
+@attrs.frozen
 class Workload:
     """A declarative race: op templates for setup, race and cleanup, and the grades of outcomes.
 
-    `cleanup=None` means: munmap the round's footprint (and any page-0 / min_addr ranges used).
-    `shuffle` permutes which task plays which slot each round (the `task` variable is the slot).
+    `cleanup=None` means: munmap the round's footprint (and any page-0 / min_addr / top ranges
+    used). `shuffle` permutes which task plays which slot each round (the `task` variable is the
+    slot). `boundary` places each round across a page-table boundary instead of at a seeded
+    page of the arena. `footprint_check` ends every round with the footprint check
+    (`RoundPlan.check`); turn it off for a cleanup that leaves mappings on purpose.
     """
 
     name: str
@@ -194,6 +264,8 @@ class Workload:
     setup: tuple[OpTemplate, ...] = ()
     cleanup: tuple[OpTemplate, ...] | None = None
     shuffle: bool = False
+    boundary: Boundary | None = None
+    footprint_check: bool = True
 
     @property
     def short(self) -> str:
@@ -217,15 +289,18 @@ class Workload:
         return _layout(self, tasks).span
 
     def regions(self, tasks: int, space: Space) -> list[tuple[int, int]]:
-        """The [start, end) address ranges any round may touch: the arena when the workload has
-        round-anchored ops, plus each low range (page 0, min_addr) it uses, merged and sorted."""
+        """The [start, end) address ranges any round may change: the arena when the workload has
+        round-anchored ops (widened by a `boundary`'s margins), plus each range of the ops
+        anchored elsewhere (page 0, min_addr, TASK_SIZE), clipped at TASK_SIZE (a call past it
+        fails before it looks at any mapping), merged and sorted."""
         layout = _layout(self, tasks)
         ranges: list[tuple[int, int]] = []
         if layout.span:
-            ranges.append((space.base, space.end))
-        for template, offset, pages in layout.low:
-            start = template.origin(space, 0) + offset * space.page_size
-            ranges.append((start, start + pages * space.page_size))
+            below, above = (0, 0)
+            if self.boundary is not None:
+                below, above = self.boundary.margins(layout.span, space.page_size)
+            ranges.append((max(space.base - below, 0), space.end + above))
+        ranges += _low_ranges(layout, space)
         return _merge(ranges)
 
     def plan(self, round_index: int, tasks: int, space: Space, seed: int) -> RoundPlan:
@@ -242,7 +317,16 @@ class Workload:
                 f"{self.name}: needs {layout.span} pages for {tasks} tasks, "
                 f"the arena has {space.pages}"
             )
-        base = space.base + rng.randrange(space.pages - layout.span + 1) * space.page_size
+        if self.boundary is not None:
+            try:
+                self.boundary.validate(layout.span, space)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: {exc}") from None
+            span, at = self.boundary.pick(round_index)
+            first, count = self.boundary.candidates(span, space)
+            base = first + rng.randrange(count) * span - at * space.page_size
+        else:
+            base = space.base + rng.randrange(space.pages - layout.span + 1) * space.page_size
         setup = tuple(t.build(o, n, space, base) for t, o, n in layout.setup)
         # Many tasks usually ask for the same thing (same-page: all of them): build each
         # distinct op once per round and share the value (ops are immutable).
@@ -261,19 +345,45 @@ class Workload:
             mine = layout.race[slots[task]]
             per_task.append(tuple(build(t, o, n) for t, o, n in mine))
             labels.append(layout.labels[slots[task]])
+        footprint = _footprint(layout, space, base)
         if self.cleanup is not None:
             cleanup = tuple(t.build(o, n, space, base) for t, o, n in layout.cleanup)
         else:
-            cleanup = self._default_cleanup(tasks, space, base, layout.span)
-        return RoundPlan(setup, tuple(per_task), cleanup, tuple(labels), base)
+            cleanup = tuple(mm.Op.munmap(lo, hi - lo) for lo, hi in footprint)
+        check = _footprint_check(footprint, space) if self.footprint_check else ()
+        return RoundPlan(setup, tuple(per_task), cleanup, tuple(labels), base, check)
 
-    def _default_cleanup(self, tasks: int, space: Space, base: int, span: int) -> tuple[mm.Op, ...]:
-        ops = []
-        if span:
-            ops.append(mm.Op.munmap(base, span * space.page_size))
-        low = [r for r in self.regions(tasks, space) if r[1] <= space.base or r[0] >= space.end]
-        ops += [mm.Op.munmap(start, end - start) for start, end in low]
-        return tuple(ops)
+
+def _low_ranges(layout: _Layout, space: Space) -> list[Range]:
+    """The page ranges of the ops not anchored at the round, clipped to [0, TASK_SIZE)."""
+    ranges = []
+    for template, offset, pages in layout.low:
+        start = template.origin(space, 0) + offset * space.page_size
+        end = min(start + pages * space.page_size, space.task_size)
+        if max(start, 0) < end:
+            ranges.append((max(start, 0), end))
+    return _merge(ranges)
+
+
+def _footprint(layout: _Layout, space: Space, base: int) -> list[Range]:
+    """Every range a round may leave mapped: its round footprint and its low (or top) ranges."""
+    ranges = _low_ranges(layout, space)
+    if layout.span:
+        ranges.append((base, base + layout.span * space.page_size))
+    return _merge(ranges)
+
+
+def _footprint_check(footprint: Sequence[Range], space: Space) -> tuple[mm.Op, ...]:
+    """An observer probe (NOREPLACE, PROT_NONE) and its munmap for each footprint range, from
+    vm.mmap_min_addr up (below it a probe needs CAP_SYS_RAWIO: those pages go unchecked)."""
+    page = space.page_size
+    floor = -(-space.min_addr // page) * page
+    ops: list[mm.Op] = []
+    for lo, hi in footprint:
+        lo = max(lo, floor)
+        if lo < hi:
+            ops += (mm.Op.mmap(lo, hi - lo, mm.PROT_NONE, mm.NR), mm.Op.munmap(lo, hi - lo))
+    return tuple(ops)
 
 
 Placed = tuple[OpTemplate, int, int]  # a template with its evaluated (offset, pages)
@@ -307,7 +417,7 @@ def _layout(workload: Workload, tasks: int) -> _Layout:
     return _Layout(setup, tuple(race), labels, cleanup, span, low)
 
 
-def _merge(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def _merge(ranges: Sequence[Range]) -> list[Range]:
     merged: list[tuple[int, int]] = []
     for start, end in sorted(set(ranges)):
         if merged and start <= merged[-1][1]:
@@ -354,6 +464,13 @@ def check_workload(workload: Workload) -> None:
         unknown = used - fact_names(workload.labels())
         if unknown:
             raise ValueError(f"grades[{i}].when: unknown name(s) {', '.join(sorted(unknown))}")
+    if workload.boundary is not None:
+        try:
+            for tasks in (1, 4, 64):
+                workload.boundary.validate(workload.span(tasks), Space())
+        except ValueError as exc:
+            key, _, problem = str(exc).partition(": ")
+            raise ValueError(f"{key}: {problem}") from None
     groups = [("setup", workload.setup), ("race", workload.race)]
     groups.append(("cleanup", workload.cleanup or ()))
     for group, templates in groups:

@@ -16,6 +16,7 @@ from workloads import _expr
 from workloads._model import (
     ANCHORS,
     GRADE_VERDICTS,
+    Boundary,
     Expr,
     Grade,
     OpTemplate,
@@ -23,7 +24,20 @@ from workloads._model import (
     check_workload,
 )
 
-_TOP_KEYS = {"name", "summary", "shuffle", "setup", "race", "cleanup", "grades"}
+_TOP_KEYS = {
+    "name",
+    "summary",
+    "shuffle",
+    "setup",
+    "race",
+    "cleanup",
+    "grades",
+    "boundary",
+    "footprint_check",
+}
+_BOUNDARY_KEYS = {"spans", "at"}
+_SIZE = re.compile(r"\s*(\d+)\s*(KiB|MiB|GiB|TiB)?\s*\Z")
+_UNITS = {None: 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
 _OP_KEYS = {"kind", "offset", "pages", "prot", "flags", "anchor", "tasks", "label"}
 _GRADE_KEYS = {"verdict", "when", "description"}
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
@@ -74,11 +88,51 @@ def _workload(data: dict[str, Any]) -> Workload:
     shuffle = data.get("shuffle", False)
     if not isinstance(shuffle, bool):
         raise _Problem("shuffle", "must be true or false")
+    check = data.get("footprint_check", True)
+    if not isinstance(check, bool):
+        raise _Problem("footprint_check", "must be true or false")
     race = _templates(data, "race", required=True)
     setup = _templates(data, "setup")
     cleanup = _templates(data, "cleanup") if "cleanup" in data else None
     grades = _grades(data)
-    return Workload(name, summary, race, grades, setup, cleanup, shuffle)
+    boundary = _boundary(data["boundary"]) if "boundary" in data else None
+    return Workload(name, summary, race, grades, setup, cleanup, shuffle, boundary, check)
+
+
+def _boundary(table: Any) -> Boundary:
+    """[boundary]: spans (sizes: integers of bytes or "2MiB"-style strings), at (page numbers)."""
+    if not isinstance(table, dict):
+        raise _Problem("boundary", "must be a table ([boundary])")
+    _no_unknown(table, _BOUNDARY_KEYS, "boundary.")
+    if "spans" not in table:
+        raise _Problem("boundary.spans", "missing")
+    spans = tuple(
+        _size(v, f"boundary.spans[{i}]") for i, v in enumerate(_list(table["spans"], "spans"))
+    )
+    at_value = table.get("at", 0)
+    at_items = at_value if isinstance(at_value, list) else [at_value]
+    at = []
+    for i, item in enumerate(_list(at_items, "at")):
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            key = "boundary.at" if not isinstance(at_value, list) else f"boundary.at[{i}]"
+            raise _Problem(key, "must be a page number (an integer >= 0) or a list of them")
+        at.append(item)
+    return Boundary(spans, tuple(at))
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise _Problem(f"boundary.{key}", "must be a non-empty list")
+    return value
+
+
+def _size(value: Any, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    found = _SIZE.match(value) if isinstance(value, str) else None
+    if found is None:
+        raise _Problem(key, 'must be a size: bytes, or a string like "2MiB", "1GiB", "512GiB"')
+    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 def _no_unknown(table: dict[str, Any], known: set[str], prefix: str) -> None:

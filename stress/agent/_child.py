@@ -117,6 +117,7 @@ async def serve(inp: IO[bytes], out: IO[bytes]) -> int:
                         raise UsageError("agent: round before open")
                     r = int(request["round"])
                     plans = [[mm.Op(*map_op(op)) for op in plan] for plan in request["plans"]]
+                    content = None
                     if request.get("mode") == "serial":
                         calls = await target.run_serial(r, plans[0] if plans else [])
                         problems: list[str] = []
@@ -124,21 +125,22 @@ async def serve(inp: IO[bytes], out: IO[bytes]) -> int:
                     else:
                         outcome = await target.run_race(r, plans)
                         calls, problems = outcome.records, outcome.problems
-                        overlapped = outcome.overlapped
+                        overlapped, content = outcome.overlapped, outcome.content
                         if fault is not None and fault[1] == r:
                             _inject(fault[0])
                     records: list[list[list[int | None]]] = [[] for _ in plans]
                     for c in calls:
                         records[c.task].append([c.result, c.call, c.ret])
-                    send(
-                        {
-                            "type": "result",
-                            "round": r,
-                            "records": records,
-                            "problems": problems,
-                            "overlapped": overlapped,
-                        }
-                    )
+                    answer = {
+                        "type": "result",
+                        "round": r,
+                        "records": records,
+                        "problems": problems,
+                        "overlapped": overlapped,
+                    }
+                    if content is not None:  # the content oracle's findings (docs/targets.md)
+                        answer["content"] = content
+                    send(answer)
                 else:
                     raise UsageError(f"agent: unknown request type {kind!r}")
             except UsageError as exc:

@@ -69,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"{w.name}{mark}")
         print(textwrap.fill(w.summary, 96, initial_indent="  ", subsequent_indent="  "))
+        if w.boundary is not None:
+            spans = ", ".join(workloads.format_span(s) for s in w.boundary.spans)
+            at = " or ".join(str(a) for a in w.boundary.at)
+            print(f"  boundary: {spans} (cycled); page {at} of the footprint on it")
+        if not w.footprint_check:
+            print("  footprint check: off")
         for grade in w.grades:
             print(f"    {grade.verdict:<11}  {grade.when}")
             print(f"    {'':<11}  -> {grade.description}")

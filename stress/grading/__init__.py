@@ -9,7 +9,9 @@ into the run's `Judgement`, in the one verdict vocabulary of `stress.verdict`.
 from stress.grading._history import grade_history
 from stress.grading._judge import CheckSummary, Judgement, judge
 from stress.grading._outcomes import (
+    CLOBBERED,
     FALLBACK,
+    LEFTOVER,
     MODES,
     UNKNOWN,
     UNSPECIFIED,
@@ -17,16 +19,20 @@ from stress.grading._outcomes import (
     Grader,
     RoundGrade,
     RoundResult,
+    clobbered,
     double_win,
     facts,
     grade_round,
+    leftovers,
     outcome,
     overlapped,
 )
 from stress.grading._stats import RaceStats, call_class
 
 __all__ = [
+    "CLOBBERED",
     "FALLBACK",
+    "LEFTOVER",
     "MODES",
     "UNKNOWN",
     "UNSPECIFIED",
@@ -38,11 +44,13 @@ __all__ = [
     "RoundGrade",
     "RoundResult",
     "call_class",
+    "clobbered",
     "double_win",
     "facts",
     "grade_history",
     "grade_round",
     "judge",
+    "leftovers",
     "outcome",
     "overlapped",
 ]

@@ -51,7 +51,15 @@ def grade_history(
                 f"round {index}: history holds {len(race)} of {n_race} race calls",
             )
         plan = workload.plan(index, tasks, space, seed)
-        result = RoundResult.from_records(plan, race, round_index=index, problems=problems)
+        content = record.get("content")
+        result = RoundResult.from_records(
+            plan,
+            race,
+            round_index=index,
+            problems=problems,
+            after=current[n_setup + n_race :],
+            content=content if isinstance(content, dict) else None,
+        )
         grader.add(result)
         stats.add(result)
 

@@ -14,13 +14,19 @@ MAP_FIXED_NOREPLACE as a hint and return a different address on a collision:
   ("flag ignored: hint fallback");
 - compat: such an answer is a failed probe that the caller undoes (munmaps), so it counts as
   `eexist`; does the atomic probe still hold?
+
+Two outcomes are FORBIDDEN in both readings whatever the workload's grades say, and show in the
+key: `clobbered=N` (the content oracle of the kernel and agent targets found N setup pages whose
+sentinel bytes were zeroed, replaced or unmapped although no munmap or MAP_FIXED of the race
+covered them) and `leftover=N` (N observer probes of the footprint check, after the cleanup,
+got EEXIST: something the round mapped was still there).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -33,6 +39,9 @@ from stress.verdict import Verdict
 UNSPECIFIED = "UNSPECIFIED"
 UNKNOWN = "UNKNOWN"
 FALLBACK = "flag ignored: hint fallback"
+CLOBBERED = "clobbered"
+LEFTOVER = "leftover"
+HOW = {"zeroed": "was zeroed", "replaced": "lost its sentinel bytes", "unmapped": "was unmapped"}
 MODES = ("strict", "compat")
 _ORDER = {"winners": 0, "moved": 1, "ok": 2, "pending": 9}
 
@@ -41,7 +50,10 @@ _ORDER = {"winners": 0, "moved": 1, "ok": 2, "pending": 9}
 class RoundResult:
     """What grading needs of one round: its race calls with their role labels (parallel tuples;
     no labels: each op's default role), the setup ops that ran before (their ranges count as
-    pre-existing mappings), and problems the harness saw (-> UNKNOWN)."""
+    pre-existing mappings), problems the harness saw (-> UNKNOWN), the records of the footprint
+    check (`RoundPlan.check`) and what the target's content oracle found (`content`, as in the
+    round record: ``{"checked": n, "changed": [[page, "zeroed" | "replaced" | "unmapped"], ...]}``;
+    None when the target has no oracle)."""
 
     round: int
     tasks: int
@@ -49,6 +61,8 @@ class RoundResult:
     labels: tuple[str, ...] = ()
     setup: tuple[mm.Op, ...] = ()
     problems: tuple[str, ...] = ()
+    checks: tuple[Operation, ...] = ()
+    content: Mapping[str, Any] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.labels:
@@ -65,10 +79,13 @@ class RoundResult:
         *,
         round_index: int = 0,
         problems: Sequence[str] = (),
+        after: Sequence[Operation] = (),
+        content: Mapping[str, Any] | None = None,
     ) -> RoundResult:
         """The round's race records matched with its plan: a task's records, in call order,
         get the role labels of its planned ops; a count mismatch becomes a problem (the round
-        is then UNKNOWN)."""
+        is then UNKNOWN). `after`: the records that followed the race (undo, cleanup, footprint
+        check), where the footprint check's records are found by their ops."""
         by_task: dict[int, list[Operation]] = {}
         for record in records:
             by_task.setdefault(record.task, []).append(record)
@@ -91,7 +108,92 @@ class RoundResult:
         for task in range(tasks):
             if plan.tasks[task] and task not in by_task:
                 found.append(f"task {task} ran no race call, its plan has {len(plan.tasks[task])}")
-        return cls(round_index, tasks, tuple(calls), tuple(labels), plan.setup, tuple(found))
+        checks = _find_run(after, plan.check)
+        return cls(
+            round_index,
+            tasks,
+            tuple(calls),
+            tuple(labels),
+            plan.setup,
+            tuple(found),
+            checks,
+            content,
+        )
+
+
+def _find_run(records: Sequence[Operation], ops: Sequence[mm.Op]) -> tuple[Operation, ...]:
+    """The first run of consecutive records whose ops are `ops`, in order (empty: not found,
+    e.g. an agent that died before the check ran)."""
+    k = len(ops)
+    if not k:
+        return ()
+    for i in range(len(records) - k + 1):
+        if all(records[i + j].op == ops[j] for j in range(k)):
+            return tuple(records[i : i + k])
+    return ()
+
+
+def clobbered(result: RoundResult, page_size: int) -> list[tuple[int, str]]:
+    """Pages the content oracle saw change that no successful race munmap or MAP_FIXED (without
+    NOREPLACE) covered: (page address, "zeroed" | "replaced" | "unmapped")."""
+    if not result.content:
+        return []
+    replacing = [
+        mm.page_range(c.op, page_size)
+        for c in result.calls
+        if c.result is not None
+        and c.result >= 0
+        and (c.op.kind == "munmap" or (mm.is_fixed(c.op) and not mm.is_probe(c.op)))
+    ]
+    found = []
+    for item in result.content.get("changed") or ():
+        addr, how = int(item[0]), str(item[1])
+        if not any(lo <= addr < hi for lo, hi in replacing):
+            found.append((addr, how))
+    return found
+
+
+def leftovers(result: RoundResult, page_size: int) -> list[tuple[int, int]]:
+    """Ranges whose footprint-check probe got EEXIST: still mapped after the cleanup."""
+    return [
+        mm.page_range(c.op, page_size)
+        for c in result.checks
+        if mm.is_probe(c.op) and c.result == -mm.EEXIST
+    ]
+
+
+def describe_clobbered(
+    result: RoundResult, pages: Sequence[tuple[int, str]], page_size: int
+) -> str:
+    """The clobbered outcome in words: which page, how, and what the probes over it answered."""
+    addr, how = pages[0]
+    over = [
+        c
+        for c in result.calls
+        if mm.is_probe(c.op) and mm.overlaps(mm.page_range(c.op, page_size), (addr, addr + 1))
+    ]
+    answers = ", ".join(
+        f"task {c.task}'s probe of [{lo:#x}, {hi:#x}) "
+        + ("won" if c.result == c.op.addr else mm.format_result("mmap", c.result or 0))
+        for c in over
+        for lo, hi in [mm.page_range(c.op, page_size)]
+    )
+    more = f" (and {len(pages) - 1} more page(s))" if len(pages) > 1 else ""
+    text = (
+        f"{CLOBBERED}: the setup page at {addr:#x} {HOW.get(how, how)} during the race{more}, "
+        "though no munmap or MAP_FIXED of the race covered it"
+    )
+    return text + (f"; NOREPLACE probes over it: {answers}" if answers else "")
+
+
+def describe_leftover(ranges: Sequence[tuple[int, int]]) -> str:
+    lo, hi = ranges[0]
+    more = f" (and {len(ranges) - 1} more range(s))" if len(ranges) > 1 else ""
+    return (
+        f"{LEFTOVER}: [{lo:#x}, {hi:#x}) was still mapped after the round's cleanup{more} (the "
+        "footprint check's probe got EEXIST): an munmap reported success but kept a mapping, or "
+        "a call mapped more than it reported"
+    )
 
 
 @attrs.frozen
@@ -155,6 +257,12 @@ def facts(result: RoundResult, *, privileged: bool, page_size: int, compat: bool
     env.update(_flags(result, outcomes, page_size))
     env["tasks"] = result.tasks
     env["privileged"] = privileged
+    for name, n in (
+        (CLOBBERED, len(clobbered(result, page_size))),
+        (LEFTOVER, len(leftovers(result, page_size))),
+    ):
+        if n:
+            parts.append(f"{name}={n}")
     return Facts(" ".join(parts), env, outcomes)
 
 
@@ -206,9 +314,18 @@ def grade_round(
 ) -> RoundGrade:
     """Grade one round in the strict (default) or compat reading."""
     found = facts(result, privileged=privileged, page_size=page_size, compat=compat)
-    if result.problems or "pending" in found.outcomes:
+    pending = "pending" in found.outcomes or any(c.result is None for c in result.checks)
+    if result.problems or pending:
         reason = "; ".join(result.problems) or "a call never returned"
         return RoundGrade(found.key, UNKNOWN, f"cannot judge: {reason}")
+    pages = clobbered(result, page_size)
+    if pages:
+        return RoundGrade(
+            found.key, workloads.FORBIDDEN, describe_clobbered(result, pages, page_size)
+        )
+    left = leftovers(result, page_size)
+    if left:
+        return RoundGrade(found.key, workloads.FORBIDDEN, describe_leftover(left))
     for call, kind in zip(result.calls, found.outcomes, strict=True):
         if kind == "moved" and mm.is_fixed(call.op):
             if mm.is_probe(call.op):

@@ -244,7 +244,7 @@ class AgentTarget:
     async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Operation]:
         if self.dead is not None:
             return []  # never sent: nothing happened
-        records, problems = await self._round(round_index, "serial", [ops])
+        records, problems, _ = await self._round(round_index, "serial", [ops])
         self.late_problems.extend(problems)
         return records
 
@@ -252,13 +252,14 @@ class AgentTarget:
         problems, self.late_problems = self.late_problems, []
         if self.dead is not None:  # reported when it died (here or via late_problems)
             return RaceOutcome([], problems, False)
-        records, found = await self._round(round_index, "race", plans)
+        records, found, content = await self._round(round_index, "race", plans)
         problems.extend(found)
-        return RaceOutcome(records, problems, really_raced(records) and self.dead is None)
+        raced = really_raced(records) and self.dead is None
+        return RaceOutcome(records, problems, raced, content)
 
     async def _round(
         self, round_index: int, mode: str, plans: Sequence[Sequence[mm.Op]]
-    ) -> tuple[list[Operation], list[str]]:
+    ) -> tuple[list[Operation], list[str], dict[str, Any] | None]:
         wire = [[[op.kind, op.addr, op.length, op.prot, op.flags] for op in p] for p in plans]
         request = {"type": "round", "round": round_index, "mode": mode, "plans": wire}
         try:
@@ -266,9 +267,9 @@ class AgentTarget:
             if answer.get("type") == "error":
                 await self._kill()
                 raise UsageError(f"{self._place()}: {answer.get('message')}")
-            return self._records(round_index, plans, answer), [
-                str(p) for p in answer.get("problems", [])
-            ]
+            records = self._records(round_index, plans, answer)
+            problems = [str(p) for p in answer.get("problems", [])]
+            return records, problems, _content(answer.get("content"))
         except AgentDied as exc:
             await self._kill()
             self.dead = f"{exc} (in round {round_index}, {mode})"
@@ -278,7 +279,7 @@ class AgentTarget:
                 for task, p in enumerate(plans)
                 for op in p
             ]
-            return records, [f"agent {self.dead}"]
+            return records, [f"agent {self.dead}"], None
 
     def _records(
         self, round_index: int, plans: Sequence[Sequence[mm.Op]], answer: dict[str, Any]
@@ -382,6 +383,23 @@ class AgentTarget:
                     await stream.aclose()
         if self._stderr is not None:
             self._stderr.close()
+
+
+def _content(value: Any) -> dict[str, Any] | None:
+    """The child's content-oracle findings, checked: ``{"checked": n, "changed": [[page, how],
+    ...]}``; a malformed value ends the run like any other protocol error."""
+    if value is None:
+        return None
+    ok = isinstance(value, dict) and isinstance(value.get("checked"), int)
+    changed = value.get("changed") if ok else None
+    ok = ok and isinstance(changed, list)
+    ok = ok and all(
+        isinstance(c, list) and len(c) == 2 and isinstance(c[0], int) and isinstance(c[1], str)
+        for c in changed or ()
+    )
+    if not ok:
+        raise AgentDied(f"sent a malformed content report {str(value)[:120]!r} (killed)")
+    return {"checked": value["checked"], "changed": [list(c) for c in changed or ()]}
 
 
 def make_target(options: TargetOptions) -> AgentTarget:

@@ -19,6 +19,15 @@ PROBE_LIMIT gaps /proc/self/maps is read instead (most of a millisecond). When s
 looks foreign, the maps file names the intruder. Findings go to `RaceOutcome.problems` (the
 run is then UNKNOWN).
 
+Content oracle: a serial mmap (setup) that leaves pages mapped READ|WRITE inside an arena gets
+sentinel bytes written into each of those pages (up to SENTINEL_PAGES per round; 16 bytes at the
+start of the page, naming the page and the round); after that round's race they are read back,
+and a page found all zero ("zeroed"), holding other bytes ("replaced") or no longer mapped
+("unmapped") is reported in `RaceOutcome.content` (grading decides whether a race call explains
+it). A page is written or read only after the maps (PROCMAP_QUERY, else /proc/self/maps) say it
+is mapped with the needed protection, so a target that lies about its mappings cannot make the
+oracle fault; a page mapped without PROT_READ after the race is skipped.
+
 Speed (a 2-thread round is tens of microseconds, so per-round Python work shows): each op is
 fenced once (`_bind`, cached per op value) and then issued as a bare `raw_*` call, the way
 `KernelSpace.apply` would after its own check; the space's record of our mappings is updated
@@ -30,6 +39,7 @@ blocks for the round; a real trio checkpoint follows a round at most every
 from __future__ import annotations
 
 import bisect
+import ctypes
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -57,6 +67,9 @@ __all__ = ["KernelTarget", "gaps", "make_target", "merge_ranges", "require_linux
 CHECKPOINT_SECONDS = 0.002  # a trio checkpoint after a round at most this often
 _BOUND_CACHE = 4096  # fenced ops remembered (cleared when full)
 PROBE_LIMIT = 32  # more gaps than this to probe: read /proc/self/maps instead
+SENTINEL_PAGES = 64  # setup pages given sentinel bytes per round, at most
+SENTINEL_SIZE = 16
+_RW = mm.PROT_READ | mm.PROT_WRITE
 
 
 def require_linux(place: str) -> None:
@@ -95,6 +108,8 @@ class KernelTarget:
         self._occupancy = Occupancy()
         self._next_checkpoint = 0.0
         self._reported: set[str] = set()
+        self._sentinels: dict[int, bytes] = {}  # page: the bytes written there (this round)
+        self._sentinel_round = -1
         self.describe: dict[str, Any] = {"gate": gate}
 
     def declare_regions(self, regions: Iterable[tuple[int, int]]) -> None:
@@ -152,6 +167,7 @@ class KernelTarget:
             result = fn(*args)
             records.append(Operation(0, op, result, call, clock(), round_index))
         self._note_created(records)
+        self._plant(round_index, records)
         await self._pause()
         return records
 
@@ -170,8 +186,86 @@ class KernelTarget:
             raise UsageError(f"--target kernel: {exc}") from None
         records = _records(round_index, plans, raw)
         self._note_created(records)
+        content = self._read_back(round_index)
         await self._pause()
-        return RaceOutcome(records, problems, _really_raced(raw))
+        return RaceOutcome(records, problems, _really_raced(raw), content)
+
+    # --- content oracle --------------------------------------------------------------------
+
+    def _plant(self, round_index: int, records: Sequence[Operation]) -> None:
+        """Sentinel bytes into the pages this serial batch left mapped READ|WRITE (see the
+        module docstring): a later call of the batch that touched a page takes it back."""
+        if round_index != self._sentinel_round:
+            self._sentinels, self._sentinel_round = {}, round_index
+        wanted = self._sentinels
+        if not wanted and not any(r.op.prot & _RW == _RW for r in records):
+            return  # the usual cleanup batch: nothing to plant, nothing planted
+        page = self.page
+        fresh: dict[int, None] = {}
+        for rec in records:
+            if rec.result is None or rec.result < 0:
+                continue
+            made = mm.mapped_range(rec.op, rec.result, page)
+            lo, hi = made if made is not None else mm.page_range(rec.op, page)
+            for addr in [a for a in (*wanted, *fresh) if lo <= a < hi]:
+                wanted.pop(addr, None)
+                fresh.pop(addr, None)
+            if made is not None and rec.op.prot & _RW == _RW and self._inside(lo, hi):
+                room = SENTINEL_PAGES - len(wanted) - len(fresh)
+                for addr in range(lo, min(hi, lo + max(room, 0) * page), page):
+                    fresh[addr] = None
+        if not fresh:
+            return
+        prot = self._protections(fresh)
+        for addr in fresh:
+            if prot.get(addr, 0) & _RW == _RW:
+                data = b"mmrace:" + addr.to_bytes(8, "little") + bytes([round_index & 0xFF])
+                ctypes.memmove(addr, data, SENTINEL_SIZE)
+                wanted[addr] = data
+
+    def _read_back(self, round_index: int) -> dict[str, Any] | None:
+        """After the race: the sentinel pages read back (None when this round planted none)."""
+        planted, self._sentinels = self._sentinels, {}
+        if not planted or self._sentinel_round != round_index:
+            return None
+        prot = self._protections(planted)
+        changed: list[list[int | str]] = []
+        checked = 0
+        for addr, data in planted.items():
+            found = prot.get(addr)
+            if found is None:
+                changed.append([addr, "unmapped"])
+                continue
+            if not found & mm.PROT_READ:
+                continue  # e.g. a racing mprotect to PROT_NONE: cannot look
+            checked += 1
+            now = ctypes.string_at(addr, SENTINEL_SIZE)
+            if now != data:
+                changed.append([addr, "zeroed" if not any(now) else "replaced"])
+        return {"checked": checked, "changed": changed}
+
+    def _protections(self, pages: Iterable[int]) -> dict[int, int]:
+        """The protection of the mapping at each page (absent: nothing mapped there), from
+        PROCMAP_QUERY, else from one read of /proc/self/maps."""
+        occupancy = self._occupancy
+        if occupancy.method == "procmap-query":
+            try:
+                out = {}
+                for addr in pages:
+                    found = occupancy.prot_at(addr)
+                    if found is not None:
+                        out[addr] = found
+                return out
+            except OSError:
+                occupancy.close()  # from now on: the maps file
+        regions = k.read_maps()
+        starts = [r.start for r in regions]
+        out = {}
+        for addr in pages:
+            i = bisect.bisect_right(starts, addr) - 1
+            if i >= 0 and regions[i].end > addr:
+                out[addr] = regions[i].prot
+        return out
 
     async def _pause(self) -> None:
         """A cancellation check after every round; a real checkpoint (other trio tasks run)

@@ -1,6 +1,7 @@
 """The run loop: round after round of setup, race, cleanup; record, stop. It never judges.
 
-`execute(config, target)` drives a target through rounds planned by the workload, streams
+`execute(config, target)` drives a target through rounds planned by the workload (setup, race,
+cleanup, then the plan's footprint check, all but the race run serially), streams
 every operation to DIR/history.jsonl (a round's buffers are merged when the round ends, so a
 killed run loses at most the unflushed tail), writes the controlled scheduler's decisions to
 DIR/schedule.jsonl, writes a round record per round (setup and race call counts, overlap,
@@ -280,9 +281,14 @@ async def _rounds(
         race = await target.run_race(r, plan.tasks)
         t2 = clock()
         undo = undo_moved(race.records, page)  # mappings placed outside the footprint
-        cleanup_ops = (*undo, *plan.cleanup) if undo else plan.cleanup
+        cleanup_ops = (*undo, *plan.cleanup, *plan.check)
         t3 = clock()
         cleanup = await target.run_serial(r, cleanup_ops) if cleanup_ops else []
+        if plan.check and len(cleanup) == len(cleanup_ops):
+            # a footprint-check probe answered with another address: undo that mapping too
+            stray = undo_moved(cleanup[-len(plan.check) :], page)
+            if stray:
+                cleanup += await target.run_serial(r, stray)
         t4 = clock()
         for records in (setup, race.records, cleanup):
             for rec in records:
@@ -299,6 +305,8 @@ async def _rounds(
             info["overlapped"] = False
         if not race.overlapped:
             info["all_overlapped"] = False
+        if race.content is not None:
+            info["content"] = race.content
         if race.problems:
             info["problems"] = race.problems
             for problem in race.problems:

@@ -30,11 +30,16 @@ class RaceOutcome:
     `problems`: anything that makes the round unjudgeable (interference from outside,
     a crashed or hung agent, a call that never returned); the run's verdict is then never OK.
     `overlapped`: did the racing calls really overlap in time (see `really_raced`).
+    `content`: what a content oracle saw (kernel and agent targets; None for the others): setup
+    mappings with PROT_WRITE carry sentinel bytes, read back after the race,
+    ``{"checked": pages read back, "changed": [[page, "zeroed" | "replaced" | "unmapped"], ...]}``.
+    The harness only reports it (in the round record); grading judges it.
     """
 
     records: list[Operation]
     problems: list[str] = attrs.Factory(list)
     overlapped: bool = False
+    content: dict[str, Any] | None = None
 
 
 @attrs.frozen

@@ -28,6 +28,8 @@ PROCMAP_QUERY = (3 << 30) | (_QUERY.size << 16) | (ord("f") << 8) | 17  # _IOWR(
 _COVERING_OR_NEXT_VMA = 0x10
 _HEAD = struct.Struct("=3Q")  # size, query_flags, query_addr
 _SPAN = struct.Struct("=2Q")  # vma_start, vma_end (offset 24)
+_FLAGS = struct.Struct("=Q")  # vma_flags (offset 40): PROCMAP_QUERY_VMA_READABLE 1, WRITABLE 2, ...
+_PROT_BITS = ((1, mm.PROT_READ), (2, mm.PROT_WRITE), (4, mm.PROT_EXEC))
 
 # The probe mapping: shared anonymous never merges with the run's private neighbours.
 PROBE_FLAGS = mm.MAP_SHARED | mm.MAP_ANONYMOUS | mm.MAP_FIXED_NOREPLACE | 0x4000  # NORESERVE
@@ -76,17 +78,32 @@ class Occupancy:
     def _first(self, addr: int) -> tuple[int, int] | None:
         """The mapping covering `addr` or the next one (None: nothing after); OSError when the
         ioctl is not there."""
+        if not self._query(addr, _COVERING_OR_NEXT_VMA):
+            return None
+        start, end = _SPAN.unpack_from(self._buf, 24)
+        return start, end
+
+    def _query(self, addr: int, flags: int) -> bool:
+        """One PROCMAP_QUERY for `addr` into the buffer: False when no mapping answers."""
         assert self._fd is not None
-        buf = self._buf
-        _HEAD.pack_into(buf, 0, _QUERY.size, _COVERING_OR_NEXT_VMA, addr)
+        _HEAD.pack_into(self._buf, 0, _QUERY.size, flags, addr)
         try:
-            fcntl.ioctl(self._fd, PROCMAP_QUERY, buf, True)
+            fcntl.ioctl(self._fd, PROCMAP_QUERY, self._buf, True)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
-                return None
+                return False
             raise
-        start, end = _SPAN.unpack_from(buf, 24)
-        return start, end
+        return True
+
+    def prot_at(self, addr: int) -> int | None:
+        """The PROT_* bits of the mapping covering `addr`, None when nothing covers it. Only
+        with the ioctl (`method == "procmap-query"`); raises OSError if it fails."""
+        if self._fd is None:
+            raise OSError(errno.ENOTTY, "PROCMAP_QUERY is not in use")
+        if not self._query(addr, 0):  # no flag: the covering mapping only
+            return None
+        (flags,) = _FLAGS.unpack_from(self._buf, 40)
+        return sum(prot for bit, prot in _PROT_BITS if flags & bit)
 
     def mappings(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
         """The mappings meeting [lo, hi), in address order, one ioctl each (and one more to

@@ -55,7 +55,12 @@ EXPOSES: dict[str, tuple[str, ...]] = {
     "overlap-before-checks": ("low-overlap",),
     "mprotect-all-or-nothing": ("mprotect-hole",),
     "rollback-window": ("same-page", "same-range"),
-    "munmap-nonatomic": ("split-munmap",),
+    "munmap-nonatomic": ("split-munmap", "mixed"),
+    "two-phase-protect": ("mixed",),
+    "stride-skip-overlap": ("boundary",),
+    "wrong-flag-value": ("same-page", "hint-vs-fixed"),
+    "enomem-below-min": ("top", "zero-page"),
+    "lost-unmap": ("mixed", "split-munmap"),
 }
 """The workloads that can expose each variant (and why: see docs/verdicts.md)."""
 

@@ -42,7 +42,7 @@ def test_replay_reproduces(
     assert main([*args, "--scheduler", scheduler, "--tasks", "5"]) == 0
     capsys.readouterr()
     assert main(["replay", str(out), "--no-progress"]) == 0
-    assert "identical to the original (240 operations)" in capsys.readouterr().out
+    assert "identical to the original (320 operations)" in capsys.readouterr().out
     # a tampered history no longer matches
     lines = (out / "history.jsonl").read_text().splitlines()
     op = json.loads(lines[3])  # line 0 is the header: this is operation 2
@@ -60,7 +60,7 @@ def test_json_output_and_trio_scheduler(tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*argv, "--rounds", "50", "--tasks", "8", "--seed", "3"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["clock"] == "ns" and summary["verdict"] == "OK"
-    assert summary["operations"] == 50 * 9 and summary["replay"] is None
+    assert summary["operations"] == 50 * 11 and summary["replay"] is None
     assert not (out / "schedule.jsonl").exists()
     assert main(["replay", str(out)]) == 2  # not replayable: nothing recorded
 

@@ -41,15 +41,15 @@ def test_correct_model_run_is_ok_and_summary_says_so(tmp_path: Path) -> None:
     assert summary["verdict"] == "OK" and summary["exit_code"] == 0
     assert summary["check"]["verdict"] == "OK"
     assert summary["rounds"] == 20
-    # 6 probes race, then one munmap cleans up, each round.
-    assert summary["race_operations"] == 120 and summary["operations"] == 140
+    # 6 probes race, then one munmap cleans up and the footprint check probes and unmaps.
+    assert summary["race_operations"] == 120 and summary["operations"] == 180
     assert summary["overlap"]["ratio"] == 1.0
     assert summary["grading"]["strict"]["verdict"] == "OK"
     assert summary["clock"] == "steps" and summary["seed"] == 1
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk == summary
     header, ops = load_history(tmp_path / "run" / "history.jsonl")
-    assert header.target == "model" and header.seed == 1 and len(ops) == 140
+    assert header.target == "model" and header.seed == 1 and len(ops) == 180
     assert {op.round for op in ops} == set(range(20))
     schedule = (tmp_path / "run" / "schedule.jsonl").read_text().splitlines()
     assert len(schedule) == 20
@@ -75,7 +75,7 @@ def test_threads_target_with_noise_judges_ok(tmp_path: Path) -> None:
     assert summary["clock"] == "ns" and summary["replay"] is None
     _, reader = read_history(tmp_path / "thr" / "history.jsonl")
     ops = list(reader)
-    assert len(ops) == 30 * 9 and all(op.call <= op.ret for op in ops if op.ret is not None)
+    assert len(ops) == 30 * 11 and all(op.call <= op.ret for op in ops if op.ret is not None)
     # rounds that did not really race carry a round record saying so
     not_raced = [r for r, d in reader.rounds.items() if d.get("overlapped") is False]
     assert len(not_raced) == summary["rounds"] - summary["overlap"]["rounds"]
@@ -102,7 +102,7 @@ def test_stop_request_keeps_and_checks_the_history(tmp_path: Path) -> None:
     assert summary["check"]["verdict"] == "OK"  # what was recorded is still checked...
     assert summary["verdict"] == "UNKNOWN" and summary["exit_code"] == 3  # ...but incomplete
     _, ops = load_history(tmp_path / "stop" / "history.jsonl")
-    assert len(ops) == 7 * 7
+    assert len(ops) == 7 * 9
 
 
 def test_cancelled_round_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_cancelled_round_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
     trio.run(main)
     _, ops = load_history(tmp_path / "cancel" / "history.jsonl")
     rounds = {op.round for op in ops}
-    assert rounds == set(range(len(rounds))) and len(ops) == 7 * len(rounds)
+    assert rounds == set(range(len(rounds))) and len(ops) == 9 * len(rounds)
 
 
 class FailingTarget(ModelTarget):

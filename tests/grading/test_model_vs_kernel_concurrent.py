@@ -43,8 +43,11 @@ WORKLOADS = [
     "mprotect-race",
     "split-munmap",
     "low-overlap",
+    "boundary",
+    "top",
+    "mixed",
 ]
-ORDER_FREE = {"same-page", "same-range", "adjacent", "many-ranges", "low-overlap"}
+ORDER_FREE = {"same-page", "same-range", "adjacent", "many-ranges", "low-overlap", "boundary"}
 """Workloads whose outcome key is the same in every interleaving."""
 
 BAD = (workloads.FORBIDDEN, grading.UNSPECIFIED, grading.UNKNOWN)
@@ -102,8 +105,8 @@ async def run_rounds(target: Any, workload: workloads.Workload, seed: int) -> li
     params = target.params
     space = workloads.Space.from_params(params)
     declare = getattr(target, "declare_regions", None)
-    if declare is not None:
-        declare([r for r in workload.regions(TASKS, space) if r[1] <= space.base])
+    if declare is not None:  # page 0, TASK_SIZE, a boundary's margins: verified free
+        declare(workload.regions(TASKS, space))
     await target.open(TASKS, space)
     out = []
     try:
@@ -112,11 +115,16 @@ async def run_rounds(target: Any, workload: workloads.Workload, seed: int) -> li
             if plan.setup:
                 await target.run_serial(r, plan.setup)
             race = await target.run_race(r, plan.tasks)
-            result = grading.RoundResult.from_records(
-                plan, race.records, round_index=r, problems=race.problems
-            )
             undo = undo_moved(race.records, params.page_size)
-            await target.run_serial(r, [*undo, *plan.cleanup])
+            after = await target.run_serial(r, [*undo, *plan.cleanup, *plan.check])
+            result = grading.RoundResult.from_records(
+                plan,
+                race.records,
+                round_index=r,
+                problems=race.problems,
+                after=after,
+                content=race.content,  # the kernel's content oracle
+            )
             graded = grading.grade_round(
                 workload, result, privileged=params.privileged, page_size=params.page_size
             )

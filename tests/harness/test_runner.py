@@ -268,7 +268,8 @@ class Stamped:
     async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Operation]:
         out = []
         for op in ops:
-            out.append(Operation(0, op, 0, self.now, self.now + 1, round_index))
+            result = op.addr if op.kind == "mmap" else 0
+            out.append(Operation(0, op, result, self.now, self.now + 1, round_index))
             self.now += 2
         return out
 

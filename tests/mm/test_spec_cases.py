@@ -102,6 +102,21 @@ CASES = [
     Case("M6", (), (Op.mprotect(B + 1, 0, PROT_READ),), ("EINVAL",)),
     Case("M7", (), (Op.mprotect(B, -P & U64, PROT_READ),), ("ENOMEM",)),
     Case("M8", (nr(B, P),), (Op.mprotect(B, P, 0x10),), ("EINVAL",)),
+    # Cases of the boundary, top and mixed workloads (not on the spec page): B is a 512 GiB
+    # boundary; a probe straddling it with a mapping just past (or before) it inside; the bit
+    # 0x200000 (Alpha's MAP_FIXED_NOREPLACE) means nothing on x86-64, so the call is a hint.
+    Case("BD1", (fixed(B, P),), (nr(B - 2 * P, 4 * P),), ("EEXIST",)),
+    Case("BD2", (fixed(B - P, P),), (nr(B - 2 * P, 4 * P),), ("EEXIST",)),
+    Case("BD3", (fixed(B, P),), (nr(B - 4 * P, 4 * P), nr(B + P, 3 * P)), (B - 4 * P, B + P)),
+    Case(
+        "TP1",
+        (),
+        (nr(TASK - 2 * P, 2 * P), nr(TASK - P, 2 * P)),
+        (TASK - 2 * P, "ENOMEM"),
+        arena="top",
+    ),
+    Case("F200K-busy", (nr(B, P),), (hint(B, P, flags=PA | 0x200000),), (OTHER,)),
+    Case("F200K-free", (), (hint(B, P, flags=PA | 0x200000),), (B,)),
     # RACE1/RACE2 reduced to sequential probes (the concurrent versions run in the harness).
     Case("RACE1-seq", (), tuple(nr(B, P) for _ in range(8)), (B, *["EEXIST"] * 7)),
 ]

@@ -26,6 +26,8 @@ B = 0x100000000000
 RW = mm.PROT_READ | mm.PROT_WRITE
 FIXED = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS | mm.MAP_FIXED
 NR = mm.NR
+PMD = B + (2 << 20)  # a 2 MiB boundary
+ALPHA = mm.MAP_PRIVATE | mm.MAP_ANONYMOUS | 0x200000  # the bit Alpha uses for NOREPLACE
 PRIV = Params.reference(privileged=True)
 UNPRIV = Params.reference(privileged=False)
 
@@ -63,6 +65,11 @@ def test_registry_names_and_descriptions() -> None:
         "mprotect-all-or-nothing",
         "rollback-window",
         "munmap-nonatomic",
+        "two-phase-protect",
+        "stride-skip-overlap",
+        "wrong-flag-value",
+        "enomem-below-min",
+        "lost-unmap",
     }
     assert set(variants.names()) == expected
     for name in variants.names():
@@ -85,8 +92,9 @@ def test_harness_resolves_variants_for_both_flavours() -> None:
 
 # --- spec-level variants: sequential scripts ---------------------------------------------------
 
-# (variant, params, setup ops, probe op, correct result, variant result or "elsewhere")
-SPEC_CASES: list[tuple[str, Params, tuple[Op, ...], Op, int, int | str]] = [
+# (variant, params, setup ops, probe op, correct result, variant result; "elsewhere": an address
+# other than the one asked for)
+SPEC_CASES: list[tuple[str, Params, tuple[Op, ...], Op, int | str, int | str]] = [
     ("start-only-overlap", PRIV, (fixed(B + P, 3),), nr(B, 5), -mm.EEXIST, B),  # KS3
     ("start-only-overlap", PRIV, (fixed(B + P, 3),), nr(B, 2), -mm.EEXIST, B),  # KS6
     ("flag-ignored", PRIV, (fixed(B),), nr(B), -mm.EEXIST, "elsewhere"),
@@ -102,6 +110,16 @@ SPEC_CASES: list[tuple[str, Params, tuple[Op, ...], Op, int, int | str]] = [
     ("one-min-addr", UNPRIV, (), fixed(0x1000), 0x1000, -mm.EPERM),
     ("overlap-before-checks", PRIV, (fixed(B),), Op.mmap(B + 1, P, RW, NR), -mm.EINVAL, -mm.EEXIST),
     ("overlap-before-checks", UNPRIV, (fixed(B),), nr(B - P, 2), -mm.EEXIST, -mm.EEXIST),
+    # a mapping just past a 2 MiB boundary, inside a probe that starts two pages before it
+    ("stride-skip-overlap", PRIV, (fixed(PMD),), nr(PMD - 2 * P, 4), -mm.EEXIST, PMD - 2 * P),
+    ("stride-skip-overlap", PRIV, (fixed(PMD - P),), nr(PMD - 2 * P, 4), -mm.EEXIST, -mm.EEXIST),
+    ("stride-skip-overlap", PRIV, (fixed(PMD),), nr(PMD, 4), -mm.EEXIST, -mm.EEXIST),  # aligned
+    ("stride-skip-overlap", PRIV, (fixed(PMD + P),), nr(PMD - P, 4), -mm.EEXIST, PMD - P),
+    ("wrong-flag-value", PRIV, (fixed(B),), nr(B), -mm.EEXIST, "elsewhere"),
+    ("wrong-flag-value", PRIV, (fixed(B),), Op.mmap(B, P, RW, ALPHA), "elsewhere", -mm.EEXIST),
+    ("enomem-below-min", UNPRIV, (), nr(0), -mm.EPERM, -mm.ENOMEM),
+    ("enomem-below-min", UNPRIV, (), fixed(0), -mm.EPERM, -mm.ENOMEM),
+    ("enomem-below-min", PRIV, (), nr(0), 0, 0),  # with CAP_SYS_RAWIO: Linux's result
 ]
 
 
@@ -113,20 +131,24 @@ def _spec_run(core: Any, setup: Sequence[Op], op: Op) -> tuple[int, State]:
 
 @pytest.mark.parametrize(("name", "params", "setup", "op", "good", "bad"), SPEC_CASES)
 def test_spec_variant_sequential(
-    name: str, params: Params, setup: tuple[Op, ...], op: Op, good: int, bad: int | str
+    name: str, params: Params, setup: tuple[Op, ...], op: Op, good: int | str, bad: int | str
 ) -> None:
     got_good, good_state = _spec_run(mm.ThreadCore(params), setup, op)
-    assert got_good == good
+    _expect(got_good, good, op, good_state)
     variant = variants.get(name)
     assert variant.kind == variants.SPEC
     got_bad, bad_state = _spec_run(variant.threads(params), setup, op)
-    if bad == "elsewhere":
-        assert got_bad >= 0 and got_bad != op.addr
-        assert bad_state.at(got_bad) is not None
-    else:
-        assert got_bad == bad
+    _expect(got_bad, bad, op, bad_state)
     if got_good == got_bad:  # a case that shows the variant keeps the spec's behaviour
         assert good_state == bad_state
+
+
+def _expect(got: int, expected: int | str, op: Op, state: State) -> None:
+    if expected == "elsewhere":
+        assert got >= 0 and got != op.addr
+        assert state.at(got) is not None
+    else:
+        assert got == expected
 
 
 def test_start_only_overlap_clobbers_the_tail_mapping() -> None:
@@ -147,16 +169,41 @@ def test_mprotect_all_or_nothing_keeps_the_prefix_unchanged() -> None:
     assert bad_state.at(B).prot == RW  # type: ignore[union-attr]
 
 
+def test_lost_unmap_keeps_every_second_mapping_and_returns_zero() -> None:
+    setup = (fixed(B, 1, mm.PROT_READ), fixed(B + P, 1, RW), fixed(B + 2 * P, 1, mm.PROT_READ))
+    op = Op.munmap(B, 3 * P)
+    good, good_state = _spec_run(mm.ThreadCore(PRIV), setup, op)
+    bad, bad_state = _spec_run(variants.get("lost-unmap").threads(PRIV), setup, op)
+    assert good == bad == 0
+    assert good_state == State.empty()
+    assert [(m.start, m.end) for m in bad_state] == [(B + P, B + 2 * P)]
+    one, one_state = _spec_run(variants.get("lost-unmap").threads(PRIV), (fixed(B, 3),), op)
+    assert one == 0 and one_state == State.empty()  # a single mapping goes as it should
+
+
+def test_stride_walk_sees_whatever_lies_at_or_above_the_start_offset() -> None:
+    from mm._variants_plans import PMD_SPAN, _walk_sees
+
+    def state(*pages: int) -> State:
+        return State.of(mm.Mapping(a, a + P, RW, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS) for a in pages)
+
+    start, end = PMD - 2 * P, PMD + 2 * P
+    assert not _walk_sees(state(PMD), start, end, PMD_SPAN)
+    assert not _walk_sees(state(PMD + P), start, end, PMD_SPAN)
+    assert _walk_sees(state(PMD - P), start, end, PMD_SPAN)
+    assert _walk_sees(state(PMD - 2 * P), start, end, PMD_SPAN)
+    # a long request: the second step lands at the same offset in the next block
+    assert _walk_sees(state(PMD + PMD_SPAN - 2 * P), start, PMD + PMD_SPAN, PMD_SPAN)
+    assert not _walk_sees(state(PMD + 5 * P), start, PMD + PMD_SPAN, PMD_SPAN)
+
+
 async def test_spec_variants_behave_the_same_in_the_trio_flavour() -> None:
     for name, params, setup, op, _good, bad in SPEC_CASES:
         core = variants.get(name).trio(params)
         for s in setup:
             await core.apply(s)
         got = await core.apply(op)
-        if bad == "elsewhere":
-            assert got >= 0 and got != op.addr, name
-        else:
-            assert got == bad, name
+        _expect(got, bad, op, core.state)
 
 
 # --- the correct script is the built-in core ---------------------------------------------------
@@ -343,6 +390,15 @@ RACES: list[tuple[str, tuple[Op, ...], tuple[Op, ...], tuple[Op, ...], str, Any,
         ([-mm.ENOMEM], [-mm.EEXIST]),
     ),
     (
+        "two-phase-protect",
+        (),
+        (nr(X, 1, mm.PROT_READ),),
+        (Op.munmap(X, P),),
+        vrun.MMAP_PROTECT,
+        ([X], [0]),
+        ([-mm.ENOMEM], [0]),
+    ),
+    (
         "munmap-nonatomic",
         TWO_PARTS,
         (Op.munmap(B, 2 * P),),
@@ -384,7 +440,7 @@ async def test_concurrency_variant_trio(case: Any) -> None:
 def _check_final_state(name: str, state: State) -> None:
     if name == "check-then-act":  # two "winners", one mapping
         assert [(m.start, m.end) for m in state] == [(X, X + P)]
-    elif name == "rollback-window":  # the range ends free: nobody won it
+    elif name in ("rollback-window", "two-phase-protect"):  # the range ends free
         assert not state.intersects(X, X + P)
     else:  # munmap-nonatomic: B's first page mapped, the second removed after B saw it
         assert [(m.start, m.end) for m in state] == [(B, B + P)]

@@ -35,6 +35,9 @@ def test_catalog_has_the_documented_entries_and_default() -> None:
         "zero-page",
         "many-ranges",
         "mprotect-race",
+        "boundary",
+        "top",
+        "mixed",
     }
     for name in NAMES:
         w = workloads.get(name)
@@ -48,8 +51,14 @@ def test_unknown_name_lists_known() -> None:
 
 
 def _inside(op: mm.Op, regions: list[tuple[int, int]]) -> bool:
-    end = op.addr + op.length
-    return any(start <= op.addr and end <= stop for start, stop in regions)
+    """Does every page `op` may change lie in a region? (A call the kernel rejects before it looks
+    at any mapping, like one past TASK_SIZE, changes nothing: the fence's own rule.)"""
+    from mm.kernel import guarded_range
+
+    changed = guarded_range(op, SPACE.page_size, SPACE.task_size)
+    if changed is None:
+        return True
+    return any(start <= changed[0] and changed[1] <= stop for start, stop in regions)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,7 +72,8 @@ def test_plans_are_valid_deterministic_and_vary(name: str) -> None:
             assert any(plan.tasks), "a round must race something"
             for ops, labels in zip(plan.tasks, plan.labels, strict=True):
                 assert len(ops) == len(labels)
-            for op in (*plan.setup, *(o for ops in plan.tasks for o in ops), *plan.cleanup):
+            every = (*plan.setup, *(o for ops in plan.tasks for o in ops), *plan.cleanup)
+            for op in (*every, *plan.check):
                 assert _inside(op, regions), (name, tasks, str(op), regions)
                 assert op.addr % SPACE.page_size == 0 and op.length % SPACE.page_size == 0
         # Same seed, same plans, in any order of asking.
@@ -120,11 +130,17 @@ def test_catalog_on_the_atomic_model_is_graded_allowed(name: str, privileged: bo
                     grade,
                 )
                 seen.add(grade.key)
-            # cleanup plus undoing stray hint placements leaves the address space empty
+            # cleanup plus undoing stray hint placements leaves the address space empty, and
+            # the footprint check's probes win (each then unmapped)
             for op in (*undo_moved(result.calls, params.page_size), *plan.cleanup):
                 code, state = mm.apply(state, params, op)
                 assert code == 0, str(op)
             assert state == mm.State(), f"{name}: round {r} left {state}"
+            assert plan.check or not w.span(tasks), name  # (page 0 alone: no check)
+            for op in plan.check:
+                code, state = mm.apply(state, params, op)
+                assert code == (op.addr if op.kind == "mmap" else 0), str(op)
+            assert state == mm.State()
     assert seen
 
 
@@ -142,13 +158,14 @@ def test_hint_vs_fixed_reaches_both_outcomes_on_the_model() -> None:
 # ---- TOML -------------------------------------------------------------------------------------
 
 
-def test_example_chain_toml_plans_like_the_catalog_entry() -> None:
-    loaded = workloads.load_toml(EXAMPLES / "chain.toml")
-    built_in = workloads.get("chain")
+@pytest.mark.parametrize("name", ["chain", "boundary", "top", "mixed"])
+def test_example_toml_plans_like_the_catalog_entry(name: str) -> None:
+    loaded = workloads.load_toml(EXAMPLES / f"{name}.toml")
+    built_in = workloads.get(name)
     for tasks in (1, 4, 9):
-        for r in range(5):
+        for r in range(7):
             assert loaded.plan(r, tasks, SPACE, 5) == built_in.plan(r, tasks, SPACE, 5)
-    assert loaded.grades == built_in.grades
+    assert loaded == built_in
 
 
 def test_every_shipped_example_loads_and_runs_allowed_on_the_model() -> None:
@@ -239,6 +256,42 @@ description = "ok"
         (('"ACCEPTABLE"', '"FINE"'), "grades[0].verdict", "must be one of"),
         (('summary = "A test."', 'summary = "A test."\nshuffle = 1'), "shuffle", "true or false"),
         (('[[race]]\nkind = "mmap"', ""), "race", "at least one"),
+        (
+            ('summary = "A test."', 'summary = "A test."\nfootprint_check = 0'),
+            "footprint_check",
+            "true or false",
+        ),
+        (('summary = "A test."', 'summary = "A test."\nboundary = 3'), "boundary", "a table"),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nat = 1'),
+            "boundary.spans",
+            "missing",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = ["2MB"]'),
+            "boundary.spans[0]",
+            "2MiB",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = [12288]'),
+            "boundary.spans",
+            "power of two",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = ["1GiB"]\nat = 5'),
+            "boundary.at",
+            "outside the footprint",
+        ),
+        (
+            ('summary = "A test."', 'summary = "A test."\n[boundary]\nspans = [8192]\nside = 1'),
+            "boundary.side",
+            "unknown key",
+        ),
+        (
+            ('kind = "mmap"', 'kind = "mmap"\nanchor = "zero"\noffset = -1'),
+            "race[0].offset",
+            "negative",
+        ),
     ],
 )
 def test_malformed_toml_names_the_key(change: tuple[str, str], key: str, problem: str) -> None:
@@ -251,6 +304,33 @@ def test_malformed_toml_names_the_key(change: tuple[str, str], key: str, problem
     assert message.startswith(f"bad.toml: key '{key}': "), message
     assert problem in message
     assert "\n" not in message
+
+
+def test_toml_boundary_and_top_anchors_plan_where_they_say() -> None:
+    text = BASE.replace(
+        'summary = "A test."',
+        'summary = "A test."\nfootprint_check = false\n'
+        '[boundary]\nspans = ["1GiB", 2097152]\nat = [1]',
+    )
+    text = text.replace('kind = "mmap"', 'kind = "mmap"\npages = 2', 1)
+    text += '[[race]]\nkind = "mmap"\nanchor = "task_size"\noffset = -1\nlabel = "top"\n'
+    w = workloads.parse_toml(text, "b.toml")
+    assert w.boundary == workloads.Boundary((1 << 30, 1 << 21), (1,)) and not w.footprint_check
+    for r in range(4):
+        plan = w.plan(r, 1, SPACE, 3)
+        span = (1 << 30, 1 << 21)[r % 2]
+        assert (plan.base + SPACE.page_size) % span == 0 and plan.check == ()
+        assert plan.tasks[0][1] == mm.Op.mmap(SPACE.task_size - SPACE.page_size, 4096, 3, mm.NR)
+    below, above = SPACE.base - SPACE.page_size, SPACE.end + SPACE.page_size
+    top = (SPACE.task_size - SPACE.page_size, SPACE.task_size)
+    assert w.regions(1, SPACE) == [(below, above), top]
+
+
+def test_a_span_with_no_boundary_in_the_arena_is_refused() -> None:
+    w = workloads.get("boundary")
+    small = workloads.Space(base=0x100000200000, size=1 << 21)  # no 1 GiB boundary in it
+    with pytest.raises(ValueError, match=r"boundary\.spans: no 1 GiB boundary in the arena"):
+        w.plan(0, 4, small, 1)
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
@@ -275,6 +355,9 @@ def test_cmd_list_plain_verbose_json_and_bad_file(
     assert main(["list", "--verbose", str(EXAMPLES / "guard-pages.toml")]) == 0
     out = capsys.readouterr().out
     assert "guard-pages" in out and "not losers_overlap" in out
+    assert "boundary: 2 MiB, 1 GiB, 512 GiB (cycled); page 4 or 5 of the footprint" in out
+    for name in ("boundary", "top", "mixed"):
+        assert f"\n{name}\n  " in out
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in data] == NAMES and data[0]["default"]
