@@ -32,6 +32,19 @@ Sound reductions (each keeps the verdict exact):
 
 3. Early success. Pending calls never need to be linearized at the end: the search succeeds
    as soon as every completed call is linearized (leaving the rest out is allowed).
+
+4. Hopeless calls (the model's optional `hopeless` / `revives`, see `BaseModel.hopeless`). Let
+   ``e`` be a completed, unlinearized call with ``hopeless(s, e)`` in the current state ``s``,
+   and let R(e) be the calls that could revive it: those ``x`` that are not observers, with
+   ``revives(e, x)``, invoked no later than ``e`` returned (``x.call <= e.ret``). If every call
+   of R(e) is already linearized, the node has no completion, and the search backtracks at once.
+   Proof: a completion ``a e b`` (``e`` is completed, so it is in every one) puts each ``x`` of
+   ``a`` before ``e``, so ``x.call <= e.ret`` (real time); ``x`` is not yet linearized, hence not
+   in R(e): it is an observer (legal where it stands, so it keeps the state) or does not revive
+   ``e`` (so `hopeless` stays true, whatever outcome ``x`` has if pending). By induction
+   ``hopeless`` holds where ``e`` stands, so ``e`` is illegal there: no such completion exists.
+   ``hopeless(s, e)`` depends on ``s`` and ``e`` only and is memoised with the step; R(e) is a
+   bitset computed once per call, the first time it is hopeless.
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ from typing import Any
 
 import attrs
 
-from stress.checker._types import Counterexample, Event, Model
+from stress.checker._types import BaseModel, Counterexample, Event, Model
 from stress.errors import UsageError
 
 OK = "ok"
@@ -57,9 +70,10 @@ MAX_ENTRIES = 10_000_000
 
 # A memo entry for (state, call node), encoding the successors as cache-key increments
 # ``add = next_state_id << n | event_bit`` (a cache key is ``linearized_bitset | add``):
-# 0 = illegal; add > 0 = completed call; -add = forced observer (next state is this one);
-# tuple of adds = pending call's useful outcomes.
+# 0 = illegal; () = illegal and hopeless (reduction 4); add > 0 = completed call; -add = forced
+# observer (next state is this one); tuple of adds = pending call's useful outcomes.
 _Succ = int | tuple[int, ...]
+_HOPELESS: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -90,6 +104,10 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     if left == 0:
         return PartOutcome(OK, 0)
 
+    inputs = [e.input for e in events]
+    outputs = [e.output for e in events]
+    observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
+
     # The linked list of entries: nodes 0..m-1 in time order, then head m and tail m+1.
     entries: list[tuple[int, int, int]] = []
     for i, e in enumerate(events):
@@ -97,6 +115,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
         if e.ret is not None:
             entries.append((e.ret, 1, i))
     entries.sort()
+    entries = _observers_first(entries, observer)
     m = len(entries)
     head, tail = m, m + 1
     nxt = [*range(1, m), tail, 0, tail]  # nxt[m - 1] = tail, nxt[head] = 0
@@ -111,21 +130,40 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
         else:
             match[call_node[i]] = node
 
-    inputs = [e.input for e in events]
-    outputs = [e.output for e in events]
-    observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
+    obs_node = [False] * (m + 2)  # by call node: the event is an observer
     bit = [0] * (m + 2)  # by call node: the event's bit in the linearized set
     pend = [False] * (m + 2)  # by call node: the event is pending
     for node in range(m):
         if not isret[node]:
             bit[node] = 1 << evof[node]
             pend[node] = not comp[evof[node]]
+            obs_node[node] = observer[evof[node]]
 
     init = model.init()
     states: list[Hashable] = [init]
     ids: dict[Hashable, int] = {init: 0}
     step = model.step
     pending_outcomes = model.pending_outcomes
+    hopeless = getattr(model, "hopeless", None)
+    if getattr(hopeless, "__func__", None) is BaseModel.hopeless:
+        hopeless = None  # the default never prunes: spare the calls
+    revives = getattr(model, "revives", None)
+    revive = [-1] * (m + 2)  # by call node: the bitset R(e) of reduction 4; -1 = not yet known
+
+    def revivers(i: int) -> int:
+        """R(e) for event i (reduction 4): the calls that may revive it."""
+        e = events[i]
+        assert e.ret is not None
+        mask = 0
+        for j, x in enumerate(events):
+            if (
+                j != i
+                and not observer[j]
+                and x.call <= e.ret
+                and (revives is None or revives(e, x))
+            ):
+                mask |= 1 << j
+        return mask
 
     def intern(state: Hashable) -> int:
         nid = ids.get(state)
@@ -140,6 +178,10 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
         if not pend[node]:
             after = step(states[sid], inputs[i], outputs[i])
             if after is None:
+                if hopeless is not None and hopeless(states[sid], inputs[i], outputs[i]):
+                    if revive[node] < 0:
+                        revive[node] = revivers(i)
+                    return _HOPELESS
                 return 0
             nid = ids.get(after)
             if nid is None:
@@ -167,7 +209,27 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     visits = backs = 0
     best: list[int] = []
     best_sid = 0
-    node = nxt[head]
+
+    def observers(scan: int, sid: int, lin: int) -> int:
+        """Where the walk of a new node starts: the observers among the candidates (from
+        ``scan`` on) are looked at first, a reordering of the walk (see `_observers_first`).
+        A legal one is forced (reduction 1): start there; a hopeless one fails the node
+        (reduction 4): the tail, to backtrack. Otherwise the head of the list."""
+        while not isret[scan]:
+            if obs_node[scan]:
+                key = sid * stride + scan
+                v = memo_get(key)
+                if v is None:
+                    v = memo[key] = successors(sid, scan)
+                if not v:
+                    if v == () and lin & revive[scan] == revive[scan]:
+                        return tail
+                elif v < 0:  # type: ignore[operator]
+                    return scan
+            scan = nxt[scan]
+        return nxt[head]
+
+    node = observers(nxt[head], sid, lin)
     while True:
         if not isret[node]:
             key = sid * stride + node
@@ -175,6 +237,9 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             if v is None:
                 v = memo[key] = successors(sid, node)
             if not v:  # illegal here
+                if v == () and lin & revive[node] == revive[node]:
+                    node = tail  # hopeless, nothing left to revive it (reduction 4): backtrack
+                    continue
                 node = nxt[node]
                 continue
             if pend[node]:
@@ -187,6 +252,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     continue
                 push((node, sid, 1 if len(v) > 1 else 0))  # type: ignore[arg-type]
                 sid = add >> n
+                forced = False
             elif v > 0:  # type: ignore[operator]
                 k = lin | v  # type: ignore[operator]
                 if k in cache:
@@ -194,12 +260,14 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     continue
                 push((node, sid, 0))
                 sid = v >> n  # type: ignore[operator]
+                forced = False
             else:  # a legal observer that keeps the state: forced (reduction 1)
                 k = lin | -v  # type: ignore[operator]
                 if k in cache:
                     node = tail  # so this node fails: backtrack
                     continue
                 push((node, sid, 2))
+                forced = True
             cache.add(k)
             visits += 1
             if not visits % CLOCK_EVERY:
@@ -223,7 +291,8 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 if not left:
                     order = tuple(evof[c] for c, _, _ in stack)
                     return PartOutcome(OK, visits + backs, order)
-            node = nxt[head]
+            # After a forced observer the state and the observers before it are as they were.
+            node = observers(nxt[node] if forced else nxt[head], sid, lin)
             continue
         # backtrack: undo the last choice (and the forced ones above it)
         backs += 1
@@ -254,6 +323,34 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             prv[nxt[node]] = node
         if kind == 0:
             node = nxt[node]
+
+
+def _observers_first(
+    entries: list[tuple[int, int, int]], observer: list[bool]
+) -> list[tuple[int, int, int]]:
+    """The entries with each run of calls between two returns put observers first.
+
+    Which calls are candidates at a node depends only on which returns precede each call in
+    the list, and that does not change when calls swap places with no return between them; the
+    order in which candidates are tried changes, but not the verdict. Observers first: a legal
+    one is forced (reduction 1) and a hopeless one ends the node (reduction 4) before the walk
+    branches on a call that changes the state.
+    """
+    out: list[tuple[int, int, int]] = []
+    run: list[tuple[int, int, int]] = []
+    for entry in entries:
+        if entry[1] == 0:
+            run.append(entry)
+            continue
+        if len(run) > 1:
+            run.sort(key=lambda c: not observer[c[2]])  # stable: time order otherwise
+        out.extend(run)
+        run.clear()
+        out.append(entry)
+    if len(run) > 1:
+        run.sort(key=lambda c: not observer[c[2]])
+    out.extend(run)
+    return out
 
 
 def _counterexample(
