@@ -309,10 +309,16 @@ def test_counterexample_names_the_stuck_operation() -> None:
 def test_counterexample_is_the_longest_partial_linearization() -> None:
     # both writes fit first, but neither order explains both reads
     events = [w(0, 1, 0, 5), w(1, 2, 0, 5), r(2, 1, 6, 7), r(3, 2, 8, 9)]
-    cx = check(REG, events, workers=1).counterexample
+    cx = check(NoHopeRegister(), events, workers=1).counterexample
     assert cx is not None
     assert cx.linearized == (1, 0, 2)
     assert cx.stuck == ((3, "task 3's read returned 2, but the register holds 1"),)
+    # reduction 4 stops each order as soon as a read is hopeless: w1 w2 leaves the read of 1
+    # with nothing to revive it (the first of the two equally long orders is kept)
+    cx = check(REG, events, workers=1).counterexample
+    assert cx is not None
+    assert cx.linearized == (0, 1)
+    assert cx.stuck == ((2, "task 2's read returned 1, but the register holds 2"),)
     # a longest prefix that ends in a different state gives a different explanation
     events = [w(0, 1, 0, 1), r(1, 2, 2, 3), w(2, 3, 2, 3)]
     cx = check(NoHopeRegister(), events, workers=1).counterexample
@@ -325,6 +331,21 @@ def test_counterexample_is_the_longest_partial_linearization() -> None:
     assert cx is not None
     assert cx.linearized == (0,)
     assert cx.stuck[0] == (1, "task 1's read returned 2, but the register holds 1")
+
+
+def test_counterexample_names_a_hopeless_call_that_is_no_candidate_yet() -> None:
+    # the read of 2 (invoked after both writes returned) can never be explained, as the only
+    # write of 2 comes after it: the search stops at once and says so, though the read is not
+    # among the calls that could come first
+    events = [w(0, 1, 0, 1), w(1, 3, 0, 1), r(2, 2, 4, 5), w(3, 2, 6, 7)]
+    outcome = check_partition(REG, events, None)
+    assert outcome.status == VIOLATION and outcome.steps == 1
+    cx = outcome.counterexample
+    # the order shown goes on up to the read (any legal order: the read stays impossible)
+    assert cx is not None and cx.linearized == (0, 1)
+    assert cx.stuck == ((2, "task 2's read returned 2, but the register holds 3"),)
+    # a write of 2 that may come first: the read is not hopeless, the history is fine
+    assert verdict([*events, w(4, 2, 2, 3)]) is Verdict.OK
 
 
 def test_partitions_are_checked_independently() -> None:

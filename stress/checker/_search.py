@@ -49,6 +49,7 @@ Sound reductions (each keeps the verdict exact):
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -150,18 +151,17 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     revives = getattr(model, "revives", None)
     revive = [-1] * (m + 2)  # by call node: the bitset R(e) of reduction 4; -1 = not yet known
 
+    # the calls that may revive another, by time of call
+    movers = sorted((events[j].call, j) for j in range(n) if not observer[j])
+    mover_calls = [call for call, _ in movers]
+
     def revivers(i: int) -> int:
         """R(e) for event i (reduction 4): the calls that may revive it."""
         e = events[i]
         assert e.ret is not None
         mask = 0
-        for j, x in enumerate(events):
-            if (
-                j != i
-                and not observer[j]
-                and x.call <= e.ret
-                and (revives is None or revives(e, x))
-            ):
+        for _, j in movers[: bisect.bisect_right(mover_calls, e.ret)]:
+            if j != i and (revives is None or revives(e, events[j])):
                 mask |= 1 << j
         return mask
 
@@ -208,7 +208,11 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     sid = 0  # current state id
     visits = backs = 0
     best: list[int] = []
+    best_len = -1
     best_sid = 0
+    doom = best_doom = -1  # the hopeless call that failed the node (reduction 4), if any
+
+    doomed_by = [-1]  # where `observers` puts the hopeless call it found
 
     def observers(scan: int, sid: int, lin: int) -> int:
         """Where the walk of a new node starts: the observers among the candidates (from
@@ -223,13 +227,55 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     v = memo[key] = successors(sid, scan)
                 if not v:
                     if v == () and lin & revive[scan] == revive[scan]:
+                        doomed_by[0] = evof[scan]
                         return tail
                 elif v < 0:  # type: ignore[operator]
                     return scan
             scan = nxt[scan]
         return nxt[head]
 
-    node = observers(nxt[head], sid, lin)
+    # Reduction 4 does not need the call to be a candidate: after each step that changes the
+    # state, the completed observers not yet linearized are looked at too, those whose revivers
+    # are all linearized. `hopeless` depends on (state, input, output) only: one call for all
+    # the observers with the same input and output (when those can be hashed).
+    # (input, output, bits, members (bit, R(e), event))
+    watched: list[tuple[Any, Any, int, list[tuple[int, int, int]]]] = []
+    if hopeless is not None:
+        groups: dict[Any, tuple[Any, Any, int, list[tuple[int, int, int]]]] = {}
+        for i in sorted(range(n), key=lambda i: events[i].ret or 0):
+            if not observer[i]:
+                continue
+            mask = revive[call_node[i]] = revivers(i)
+            gkey: Any = (inputs[i], outputs[i])
+            try:
+                group = groups.get(gkey)
+            except TypeError:  # unhashable: a group of its own
+                gkey, group = i, None
+            if group is None:
+                group = (inputs[i], outputs[i], 0, [])
+            group[3].append((1 << i, mask, i))
+            groups[gkey] = (group[0], group[1], group[2] | 1 << i, group[3])
+        watched = list(groups.values())
+
+    def doomed(sid: int, lin: int) -> int:
+        """A watched call hopeless in this state with its revivers all linearized, or -1."""
+        state = states[sid]
+        for input, output, bits, members in watched:
+            if lin & bits == bits:
+                continue  # all linearized
+            for b, mask, i in members:
+                if not lin & b and lin & mask == mask:
+                    if hopeless(state, input, output):  # type: ignore[misc]
+                        return i
+                    break
+        return -1
+
+    if watched and (doom := doomed(sid, lin)) >= 0:
+        node = tail
+    else:
+        node = observers(nxt[head], sid, lin)
+        if node == tail:
+            doom = doomed_by[0]
     while True:
         if not isret[node]:
             key = sid * stride + node
@@ -238,6 +284,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 v = memo[key] = successors(sid, node)
             if not v:  # illegal here
                 if v == () and lin & revive[node] == revive[node]:
+                    doom = evof[node]
                     node = tail  # hopeless, nothing left to revive it (reduction 4): backtrack
                     continue
                 node = nxt[node]
@@ -291,8 +338,15 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 if not left:
                     order = tuple(evof[c] for c, _, _ in stack)
                     return PartOutcome(OK, visits + backs, order)
-            # After a forced observer the state and the observers before it are as they were.
-            node = observers(nxt[node] if forced else nxt[head], sid, lin)
+            if forced:  # the state and the observers before this one are as they were
+                node = observers(nxt[node], sid, lin)
+            elif watched and (doom := doomed(sid, lin)) >= 0:
+                node = tail  # reduction 4, on a call that is not a candidate yet
+                continue
+            else:
+                node = observers(nxt[head], sid, lin)
+            if node == tail:
+                doom = doomed_by[0]
             continue
         # backtrack: undo the last choice (and the forced ones above it)
         backs += 1
@@ -301,16 +355,21 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 return PartOutcome(TIMEOUT, visits + backs, reason="time")
             if len(cache) + len(memo) > MAX_ENTRIES:
                 return PartOutcome(TIMEOUT, visits + backs, reason="memory")
-        if len(stack) > len(best):
+        if len(stack) > best_len:
+            best_len = len(stack)
             best = [evof[c] for c, _, _ in stack]
             best_sid = sid
+            best_doom = doom
+        doom = -1
         kind = 2
         while kind == 2:
             if not stack:
                 return PartOutcome(
                     VIOLATION,
                     visits + backs,
-                    counterexample=_counterexample(model, events, entries, best, states[best_sid]),
+                    counterexample=_counterexample(
+                        model, events, entries, best, states[best_sid], best_doom
+                    ),
                 )
             node, sid, kind = pop()
             lin ^= bit[node]
@@ -359,9 +418,40 @@ def _counterexample(
     entries: list[tuple[int, int, int]],
     order: list[int],
     state: Any,
+    doom: int = -1,
 ) -> Counterexample:
-    """Explain, for each candidate after the longest partial linearization, why it is stuck."""
+    """Explain, for each candidate after the longest partial linearization, why it is stuck.
+
+    The order is first extended by the legal observers among the candidates (reduction 1: the
+    search would have taken them, and the state stays). ``doom``, when not -1, is the call
+    found hopeless there (reduction 4): it stays illegal whatever else comes, so until it is a
+    candidate the order goes on with any legal completed call (each step legal and in time, so
+    still a partial linearization), and it is explained even if it never becomes one.
+    """
+    order = list(order)
     done = set(order)
+    while True:
+        candidates = []
+        for _, kind, i in entries:
+            if i in done:
+                continue
+            if kind == 1:
+                break
+            candidates.append(i)
+        legal = [
+            (not model.is_observer(events[i].input, events[i].output), i, after)
+            for i in candidates
+            if events[i].ret is not None
+            and (after := model.step(state, events[i].input, events[i].output)) is not None
+        ]
+        if not legal:
+            break
+        mutator, i, after = min(legal, key=lambda item: item[0])  # observers first, then time
+        if mutator and (doom < 0 or doom in candidates):
+            break
+        state = after
+        order.append(i)
+        done.add(i)
     prefix = [events[i] for i in order]
     stuck: list[tuple[int, str]] = []
     for _, kind, i in entries:
@@ -370,6 +460,8 @@ def _counterexample(
         if kind == 1:
             break
         stuck.append((i, _why(model, prefix, state, events[i])))
+    if doom >= 0 and doom not in done and all(i != doom for i, _ in stuck):
+        stuck.append((doom, _why(model, prefix, state, events[doom])))
     stuck.sort(key=lambda item: events[item[0]].ret is None)  # completed calls first
     return Counterexample(tuple(events), tuple(order), tuple(stuck))
 
