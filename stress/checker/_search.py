@@ -256,8 +256,28 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             group[3].append((1 << i, mask, i))
             groups[gkey] = (group[0], group[1], group[2] | 1 << i, group[3])
         watched = list(groups.values())
+    # After a step of x only the groups whose hopelessness x may change (the model's
+    # `disturbs`) or whose revivers include x need a new look: for the others nothing changed
+    # since their last look (at the root, or after an earlier step), which found them not
+    # hopeless, or the node would have failed there. (Looking at fewer is sound in any case:
+    # a node fails only on a call found hopeless.)
+    disturbs = getattr(model, "disturbs", None)
+    if getattr(disturbs, "__func__", None) is BaseModel.disturbs:
+        disturbs = None
+    watch_of: list[list[tuple[Any, Any, int, list[tuple[int, int, int]]]]] = [watched] * n
+    if watched and disturbs is not None:
+        watch_of = [[] for _ in range(n)]
+        movers_ = [j for _, j in movers]
+        for group in watched:
+            input, output, _, members = group
+            masks = 0
+            for _, mask, _ in members:
+                masks |= mask
+            for j in movers_:
+                if masks >> j & 1 or disturbs(input, output, events[j]):
+                    watch_of[j].append(group)
 
-    def doomed(sid: int, lin: int) -> int:
+    def doomed(sid: int, lin: int, watched: list[Any]) -> int:
         """A watched call hopeless in this state with its revivers all linearized, or -1."""
         state = states[sid]
         for input, output, bits, members in watched:
@@ -270,7 +290,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     break
         return -1
 
-    if watched and (doom := doomed(sid, lin)) >= 0:
+    if watched and (doom := doomed(sid, lin, watched)) >= 0:
         node = tail
     else:
         node = observers(nxt[head], sid, lin)
@@ -340,7 +360,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     return PartOutcome(OK, visits + backs, order)
             if forced:  # the state and the observers before this one are as they were
                 node = observers(nxt[node], sid, lin)
-            elif watched and (doom := doomed(sid, lin)) >= 0:
+            elif watched and (doom := doomed(sid, lin, watch_of[evof[node]])) >= 0:
                 node = tail  # reduction 4, on a call that is not a candidate yet
                 continue
             else:

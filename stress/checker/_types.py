@@ -106,6 +106,12 @@ class BaseModel:
         it is not? (True is always safe; False must be sure, see `hopeless`.)"""
         return True
 
+    def disturbs(self, input: Any, output: Any, by: Event) -> bool:
+        """May a step of the call ``by`` change whether a call ``input -> output`` is
+        `hopeless`? Only a hint of where to look (True is always safe; a wrong False loses
+        pruning, never a verdict): keys of a store that ``by`` does not touch, say."""
+        return True
+
     def describe_operation(self, event: Event) -> str:
         result = "no response" if event.ret is None else repr(event.output)
         return f"{event.input!r} -> {result}"

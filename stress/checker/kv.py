@@ -78,6 +78,9 @@ class KvModel(BaseModel):
         only lengthen the value, so only a put of a prefix of ``v`` can help (`revives`)."""
         return input[0] == GET and not output.startswith(lookup(state, input[1]))
 
+    def disturbs(self, input: Any, output: Any, by: Event) -> bool:
+        return bool(by.input[1] == input[1])  # a call on another key leaves this one as it is
+
     def revives(self, event: Event, by: Event) -> bool:
         op, key, value = by.input
         if event.input[0] != GET:
