@@ -32,17 +32,31 @@ Sound reductions (each keeps the verdict exact):
 
 3. Early success. Pending calls never need to be linearized at the end: the search succeeds
    as soon as every completed call is linearized (leaving the rest out is allowed).
+
+4. Hopeless calls (the model's optional `hopeless` / `revives`, see `BaseModel.hopeless`). Let
+   ``e`` be a completed, unlinearized call with ``hopeless(s, e)`` in the current state ``s``,
+   and let R(e) be the calls that could revive it: those ``x`` that are not observers, with
+   ``revives(e, x)``, invoked no later than ``e`` returned (``x.call <= e.ret``). If every call
+   of R(e) is already linearized, the node has no completion, and the search backtracks at once.
+   Proof: a completion ``a e b`` (``e`` is completed, so it is in every one) puts each ``x`` of
+   ``a`` before ``e``, so ``x.call <= e.ret`` (real time); ``x`` is not yet linearized, hence not
+   in R(e): it is an observer (legal where it stands, so it keeps the state) or does not revive
+   ``e`` (so `hopeless` stays true, whatever outcome ``x`` has if pending). By induction
+   ``hopeless`` holds where ``e`` stands, so ``e`` is illegal there: no such completion exists.
+   ``hopeless(s, e)`` depends on ``s`` and ``e`` only and is memoised with the step; R(e) is a
+   bitset computed once per call, the first time it is hopeless.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import attrs
 
-from stress.checker._types import Counterexample, Event, Model
+from stress.checker._types import BaseModel, Counterexample, Event, Model
 from stress.errors import UsageError
 
 OK = "ok"
@@ -57,9 +71,10 @@ MAX_ENTRIES = 10_000_000
 
 # A memo entry for (state, call node), encoding the successors as cache-key increments
 # ``add = next_state_id << n | event_bit`` (a cache key is ``linearized_bitset | add``):
-# 0 = illegal; add > 0 = completed call; -add = forced observer (next state is this one);
-# tuple of adds = pending call's useful outcomes.
+# 0 = illegal; () = illegal and hopeless (reduction 4); add > 0 = completed call; -add = forced
+# observer (next state is this one); tuple of adds = pending call's useful outcomes.
 _Succ = int | tuple[int, ...]
+_HOPELESS: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -90,6 +105,10 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     if left == 0:
         return PartOutcome(OK, 0)
 
+    inputs = [e.input for e in events]
+    outputs = [e.output for e in events]
+    observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
+
     # The linked list of entries: nodes 0..m-1 in time order, then head m and tail m+1.
     entries: list[tuple[int, int, int]] = []
     for i, e in enumerate(events):
@@ -97,6 +116,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
         if e.ret is not None:
             entries.append((e.ret, 1, i))
     entries.sort()
+    entries = _observers_first(entries, observer)
     m = len(entries)
     head, tail = m, m + 1
     nxt = [*range(1, m), tail, 0, tail]  # nxt[m - 1] = tail, nxt[head] = 0
@@ -111,21 +131,39 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
         else:
             match[call_node[i]] = node
 
-    inputs = [e.input for e in events]
-    outputs = [e.output for e in events]
-    observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
+    obs_node = [False] * (m + 2)  # by call node: the event is an observer
     bit = [0] * (m + 2)  # by call node: the event's bit in the linearized set
     pend = [False] * (m + 2)  # by call node: the event is pending
     for node in range(m):
         if not isret[node]:
             bit[node] = 1 << evof[node]
             pend[node] = not comp[evof[node]]
+            obs_node[node] = observer[evof[node]]
 
     init = model.init()
     states: list[Hashable] = [init]
     ids: dict[Hashable, int] = {init: 0}
     step = model.step
     pending_outcomes = model.pending_outcomes
+    hopeless = getattr(model, "hopeless", None)
+    if getattr(hopeless, "__func__", None) is BaseModel.hopeless:
+        hopeless = None  # the default never prunes: spare the calls
+    revives = getattr(model, "revives", None)
+    revive = [-1] * (m + 2)  # by call node: the bitset R(e) of reduction 4; -1 = not yet known
+
+    # the calls that may revive another, by time of call
+    movers = sorted((events[j].call, j) for j in range(n) if not observer[j])
+    mover_calls = [call for call, _ in movers]
+
+    def revivers(i: int) -> int:
+        """R(e) for event i (reduction 4): the calls that may revive it."""
+        e = events[i]
+        assert e.ret is not None
+        mask = 0
+        for _, j in movers[: bisect.bisect_right(mover_calls, e.ret)]:
+            if j != i and (revives is None or revives(e, events[j])):
+                mask |= 1 << j
+        return mask
 
     def intern(state: Hashable) -> int:
         nid = ids.get(state)
@@ -140,6 +178,10 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
         if not pend[node]:
             after = step(states[sid], inputs[i], outputs[i])
             if after is None:
+                if hopeless is not None and hopeless(states[sid], inputs[i], outputs[i]):
+                    if revive[node] < 0:
+                        revive[node] = revivers(i)
+                    return _HOPELESS
                 return 0
             nid = ids.get(after)
             if nid is None:
@@ -166,8 +208,94 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     sid = 0  # current state id
     visits = backs = 0
     best: list[int] = []
+    best_len = -1
     best_sid = 0
-    node = nxt[head]
+    doom = best_doom = -1  # the hopeless call that failed the node (reduction 4), if any
+
+    doomed_by = [-1]  # where `observers` puts the hopeless call it found
+
+    def observers(scan: int, sid: int, lin: int) -> int:
+        """Where the walk of a new node starts: the observers among the candidates (from
+        ``scan`` on) are looked at first, a reordering of the walk (see `_observers_first`).
+        A legal one is forced (reduction 1): start there; a hopeless one fails the node
+        (reduction 4): the tail, to backtrack. Otherwise the head of the list."""
+        while not isret[scan]:
+            if obs_node[scan]:
+                key = sid * stride + scan
+                v = memo_get(key)
+                if v is None:
+                    v = memo[key] = successors(sid, scan)
+                if not v:
+                    if v == () and lin & revive[scan] == revive[scan]:
+                        doomed_by[0] = evof[scan]
+                        return tail
+                elif v < 0:  # type: ignore[operator]
+                    return scan
+            scan = nxt[scan]
+        return nxt[head]
+
+    # Reduction 4 does not need the call to be a candidate: after each step that changes the
+    # state, the completed observers not yet linearized are looked at too, those whose revivers
+    # are all linearized. `hopeless` depends on (state, input, output) only: one call for all
+    # the observers with the same input and output (when those can be hashed).
+    # (input, output, bits, members (bit, R(e), event))
+    watched: list[tuple[Any, Any, int, list[tuple[int, int, int]]]] = []
+    if hopeless is not None:
+        groups: dict[Any, tuple[Any, Any, int, list[tuple[int, int, int]]]] = {}
+        for i in sorted(range(n), key=lambda i: events[i].ret or 0):
+            if not observer[i]:
+                continue
+            mask = revive[call_node[i]] = revivers(i)
+            gkey: Any = (inputs[i], outputs[i])
+            try:
+                group = groups.get(gkey)
+            except TypeError:  # unhashable: a group of its own
+                gkey, group = i, None
+            if group is None:
+                group = (inputs[i], outputs[i], 0, [])
+            group[3].append((1 << i, mask, i))
+            groups[gkey] = (group[0], group[1], group[2] | 1 << i, group[3])
+        watched = list(groups.values())
+    # After a step of x only the groups whose hopelessness x may change (the model's
+    # `disturbs`) or whose revivers include x need a new look: for the others nothing changed
+    # since their last look (at the root, or after an earlier step), which found them not
+    # hopeless, or the node would have failed there. (Looking at fewer is sound in any case:
+    # a node fails only on a call found hopeless.)
+    disturbs = getattr(model, "disturbs", None)
+    if getattr(disturbs, "__func__", None) is BaseModel.disturbs:
+        disturbs = None
+    watch_of: list[list[tuple[Any, Any, int, list[tuple[int, int, int]]]]] = [watched] * n
+    if watched and disturbs is not None:
+        watch_of = [[] for _ in range(n)]
+        movers_ = [j for _, j in movers]
+        for group in watched:
+            input, output, _, members = group
+            masks = 0
+            for _, mask, _ in members:
+                masks |= mask
+            for j in movers_:
+                if masks >> j & 1 or disturbs(input, output, events[j]):
+                    watch_of[j].append(group)
+
+    def doomed(sid: int, lin: int, watched: list[Any]) -> int:
+        """A watched call hopeless in this state with its revivers all linearized, or -1."""
+        state = states[sid]
+        for input, output, bits, members in watched:
+            if lin & bits == bits:
+                continue  # all linearized
+            for b, mask, i in members:
+                if not lin & b and lin & mask == mask:
+                    if hopeless(state, input, output):  # type: ignore[misc]
+                        return i
+                    break
+        return -1
+
+    if watched and (doom := doomed(sid, lin, watched)) >= 0:
+        node = tail
+    else:
+        node = observers(nxt[head], sid, lin)
+        if node == tail:
+            doom = doomed_by[0]
     while True:
         if not isret[node]:
             key = sid * stride + node
@@ -175,6 +303,10 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             if v is None:
                 v = memo[key] = successors(sid, node)
             if not v:  # illegal here
+                if v == () and lin & revive[node] == revive[node]:
+                    doom = evof[node]
+                    node = tail  # hopeless, nothing left to revive it (reduction 4): backtrack
+                    continue
                 node = nxt[node]
                 continue
             if pend[node]:
@@ -187,6 +319,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     continue
                 push((node, sid, 1 if len(v) > 1 else 0))  # type: ignore[arg-type]
                 sid = add >> n
+                forced = False
             elif v > 0:  # type: ignore[operator]
                 k = lin | v  # type: ignore[operator]
                 if k in cache:
@@ -194,12 +327,14 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                     continue
                 push((node, sid, 0))
                 sid = v >> n  # type: ignore[operator]
+                forced = False
             else:  # a legal observer that keeps the state: forced (reduction 1)
                 k = lin | -v  # type: ignore[operator]
                 if k in cache:
                     node = tail  # so this node fails: backtrack
                     continue
                 push((node, sid, 2))
+                forced = True
             cache.add(k)
             visits += 1
             if not visits % CLOCK_EVERY:
@@ -223,7 +358,15 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 if not left:
                     order = tuple(evof[c] for c, _, _ in stack)
                     return PartOutcome(OK, visits + backs, order)
-            node = nxt[head]
+            if forced:  # the state and the observers before this one are as they were
+                node = observers(nxt[node], sid, lin)
+            elif watched and (doom := doomed(sid, lin, watch_of[evof[node]])) >= 0:
+                node = tail  # reduction 4, on a call that is not a candidate yet
+                continue
+            else:
+                node = observers(nxt[head], sid, lin)
+            if node == tail:
+                doom = doomed_by[0]
             continue
         # backtrack: undo the last choice (and the forced ones above it)
         backs += 1
@@ -232,16 +375,21 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
                 return PartOutcome(TIMEOUT, visits + backs, reason="time")
             if len(cache) + len(memo) > MAX_ENTRIES:
                 return PartOutcome(TIMEOUT, visits + backs, reason="memory")
-        if len(stack) > len(best):
+        if len(stack) > best_len:
+            best_len = len(stack)
             best = [evof[c] for c, _, _ in stack]
             best_sid = sid
+            best_doom = doom
+        doom = -1
         kind = 2
         while kind == 2:
             if not stack:
                 return PartOutcome(
                     VIOLATION,
                     visits + backs,
-                    counterexample=_counterexample(model, events, entries, best, states[best_sid]),
+                    counterexample=_counterexample(
+                        model, events, entries, best, states[best_sid], best_doom
+                    ),
                 )
             node, sid, kind = pop()
             lin ^= bit[node]
@@ -256,15 +404,74 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
             node = nxt[node]
 
 
+def _observers_first(
+    entries: list[tuple[int, int, int]], observer: list[bool]
+) -> list[tuple[int, int, int]]:
+    """The entries with each run of calls between two returns put observers first.
+
+    Which calls are candidates at a node depends only on which returns precede each call in
+    the list, and that does not change when calls swap places with no return between them; the
+    order in which candidates are tried changes, but not the verdict. Observers first: a legal
+    one is forced (reduction 1) and a hopeless one ends the node (reduction 4) before the walk
+    branches on a call that changes the state.
+    """
+    out: list[tuple[int, int, int]] = []
+    run: list[tuple[int, int, int]] = []
+    for entry in entries:
+        if entry[1] == 0:
+            run.append(entry)
+            continue
+        if len(run) > 1:
+            run.sort(key=lambda c: not observer[c[2]])  # stable: time order otherwise
+        out.extend(run)
+        run.clear()
+        out.append(entry)
+    if len(run) > 1:
+        run.sort(key=lambda c: not observer[c[2]])
+    out.extend(run)
+    return out
+
+
 def _counterexample(
     model: Model,
     events: Sequence[Event],
     entries: list[tuple[int, int, int]],
     order: list[int],
     state: Any,
+    doom: int = -1,
 ) -> Counterexample:
-    """Explain, for each candidate after the longest partial linearization, why it is stuck."""
+    """Explain, for each candidate after the longest partial linearization, why it is stuck.
+
+    The order is first extended by the legal observers among the candidates (reduction 1: the
+    search would have taken them, and the state stays). ``doom``, when not -1, is the call
+    found hopeless there (reduction 4): it stays illegal whatever else comes, so until it is a
+    candidate the order goes on with any legal completed call (each step legal and in time, so
+    still a partial linearization), and it is explained even if it never becomes one.
+    """
+    order = list(order)
     done = set(order)
+    while True:
+        candidates = []
+        for _, kind, i in entries:
+            if i in done:
+                continue
+            if kind == 1:
+                break
+            candidates.append(i)
+        legal = [
+            (not model.is_observer(events[i].input, events[i].output), i, after)
+            for i in candidates
+            if events[i].ret is not None
+            and (after := model.step(state, events[i].input, events[i].output)) is not None
+        ]
+        if not legal:
+            break
+        mutator, i, after = min(legal, key=lambda item: item[0])  # observers first, then time
+        if mutator and (doom < 0 or doom in candidates):
+            break
+        state = after
+        order.append(i)
+        done.add(i)
     prefix = [events[i] for i in order]
     stuck: list[tuple[int, str]] = []
     for _, kind, i in entries:
@@ -273,6 +480,8 @@ def _counterexample(
         if kind == 1:
             break
         stuck.append((i, _why(model, prefix, state, events[i])))
+    if doom >= 0 and doom not in done and all(i != doom for i, _ in stuck):
+        stuck.append((doom, _why(model, prefix, state, events[doom])))
     stuck.sort(key=lambda item: events[item[0]].ret is None)  # completed calls first
     return Counterexample(tuple(events), tuple(order), tuple(stuck))
 

@@ -89,6 +89,30 @@ class BaseModel:
     def is_observer(self, input: Any, output: Any) -> bool:
         return False
 
+    def hopeless(self, state: Any, input: Any, output: Any) -> bool:
+        """Optional pruning, with `revives`: True only when the completed call ``input ->
+        output`` is illegal in ``state`` and stays illegal in every state that calls not
+        reviving it (see `revives`) lead to from ``state``. The default never prunes.
+
+        Formally: let H(s) be this predicate (for the one call e). It must hold that H(s)
+        implies ``step(s, e) is None``, and that H(s) implies H(s') for every s' that a call
+        ``by`` with ``revives(e, by)`` False can lead to from s (``step`` if ``by`` is completed,
+        any of its ``pending_outcomes`` if not). Calls the engine knows to be observers are never
+        asked: they keep every state they are legal in.
+        """
+        return False
+
+    def revives(self, event: Event, by: Event) -> bool:
+        """May the call ``by`` turn a state in which ``event`` is `hopeless` into one where
+        it is not? (True is always safe; False must be sure, see `hopeless`.)"""
+        return True
+
+    def disturbs(self, input: Any, output: Any, by: Event) -> bool:
+        """May a step of the call ``by`` change whether a call ``input -> output`` is
+        `hopeless`? Only a hint of where to look (True is always safe; a wrong False loses
+        pruning, never a verdict): keys of a store that ``by`` does not touch, say."""
+        return True
+
     def describe_operation(self, event: Event) -> str:
         result = "no response" if event.ret is None else repr(event.output)
         return f"{event.input!r} -> {result}"

@@ -1,7 +1,13 @@
 """Reading a history file: streaming, validating every line (see docs/history-format.md).
 
-Lines are decoded in batches (one `json.loads` per batch) and checked on a fast path; anything
-unusual is decoded again line by line so that the error names its line.
+Operation lines go through a fast path: msgspec decodes each line straight into a typed record
+(`_Line`, with the format's types and the ranges msgspec can check in C), and the few checks
+left (64-bit bounds, both-or-neither of ``e``/``x``, ``e >= c``) run in Python. A line that does
+not pass all of it, however slightly, is decoded again by the standard json module and judged
+by `parse_operation` / the record rules, exactly as before, so the error names its line and
+its problem the same way. msgspec accepts only strict JSON (no NaN, no lone surrogates), a
+subset of what json reads, and gives the same values for it (the last of duplicate keys wins
+in both), so the fast path never accepts a line the slow path would reject or read otherwise.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ import json
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any, Literal
 
 import attrs
+import msgspec
 
 from mm import Op
 from stress.errors import UsageError
@@ -29,7 +36,31 @@ from stress.history._record import (
 
 _T_MAX = 1 << 63
 _FD_MAX = 1 << 31
-BATCH = 2048  # lines decoded per json.loads call
+BATCH = 2048  # lines read from the file at once
+
+# msgspec checks int bounds only within int64; the upper bounds of 2^64 stay in Python.
+_Nat = Annotated[int, msgspec.Meta(ge=0)]
+_Time = Annotated[int, msgspec.Meta(ge=0, le=_T_MAX - 1)]
+
+
+class _Line(msgspec.Struct, gc=False):
+    """An operation line as the fast path decodes it (unknown keys ignored, as in the format)."""
+
+    k: Literal["mmap", "munmap", "mprotect"]
+    t: _Nat
+    a: _Nat
+    n: _Nat
+    c: _Time
+    r: _Nat = 0
+    p: _Nat = 0
+    f: _Nat = 0
+    fd: Annotated[int, msgspec.Meta(ge=-1, le=_FD_MAX - 1)] = -1
+    o: _Nat = 0
+    e: _Time | None = None
+    x: Annotated[int, msgspec.Meta(ge=MIN_RESULT)] | None = None
+
+
+_DECODE_LINE = msgspec.json.Decoder(_Line).decode
 
 
 def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> Any:
@@ -142,66 +173,72 @@ class HistoryReader:
         fields of `Operation` in order, without building the record (faster in bulk)."""
         calls: dict[tuple[Any, ...], Op] = {}
         path = self.path
+        handle = self.handle
         count = 0
-        kinds = set(KINDS)
+        decode = _DECODE_LINE
+        failed = msgspec.DecodeError  # ValidationError is one too
+        lineno = self.lineno
         try:
-            for lineno, d in _decoded(self.handle, path):
-                self.lineno = lineno
-                if self.trailer is not None:
-                    raise UsageError(f"{path}:{lineno}: line after the trailer")
-                if type(d) is dict and "k" in d:
-                    # Fast path: every field present with a plausible type and range; anything
-                    # else goes to `parse_operation`, which names the problem.
-                    get = d.get
-                    kind = d["k"]
-                    task = get("t")
-                    rnd = get("r", 0)
-                    addr = get("a")
-                    length = get("n")
-                    prot = get("p", 0)
-                    flags = get("f", 0)
-                    fd = get("fd", -1)
-                    offset = get("o", 0)
-                    call = get("c")
-                    ret = get("e")
-                    result = get("x")
-                    if (
-                        kind in kinds
-                        and type(task) is int
-                        and type(rnd) is int
-                        and type(addr) is int
-                        and type(length) is int
-                        and type(prot) is int
-                        and type(flags) is int
-                        and type(fd) is int
-                        and type(offset) is int
-                        and type(call) is int
-                        and type(ret) is int
-                        and type(result) is int
-                        and 0 <= call <= ret < _T_MAX
-                        and MIN_RESULT <= result < U64
-                        # all non-negative and below 2^64 at once (a negative one makes the
-                        # OR negative, and -1 >> 64 == -1)
-                        and (task | rnd | addr | length | prot | flags | offset) >> 64 == 0
-                        and -1 <= fd < _FD_MAX
-                    ):
-                        key = (kind, addr, length, prot, flags, fd, offset)
-                        c = calls.get(key)
-                        if c is None:
-                            c = calls[key] = Op(kind, addr, length, prot, flags, fd, offset)
-                        count += 1
-                        yield task, c, result, call, ret, rnd
+            while True:
+                try:
+                    batch = list(islice(handle, BATCH))
+                except UnicodeDecodeError:
+                    raise UsageError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+                if not batch:
+                    return
+                first = lineno + 1
+                for lineno, line in enumerate(batch, first):
+                    try:
+                        v = decode(line)
+                    except failed:
+                        pass
+                    else:
+                        ret = v.e
+                        result = v.x
+                        # Fast path: everything msgspec could not check. (Both ``e`` and ``x``
+                        # or neither; the bounds below 2^64 all at once: the fields are
+                        # non-negative, so the OR is below 2^64 iff each one is.)
+                        if (
+                            (
+                                ret is None
+                                if result is None
+                                else ret is not None and v.c <= ret and result < U64
+                            )
+                            and (v.t | v.r | v.a | v.n | v.p | v.f | v.o) >> 64 == 0
+                            and self.trailer is None
+                        ):
+                            key = (v.k, v.a, v.n, v.p, v.f, v.fd, v.o)
+                            c = calls.get(key)
+                            if c is None:
+                                c = calls[key] = Op(*key)
+                            count += 1
+                            yield v.t, c, result, v.c, ret, v.r
+                            continue
+                    # The slow path: the standard decoder and the full rules, which name the
+                    # problem (or accept what the fast path does not handle).
+                    self.lineno = lineno
+                    if not line.strip():
                         continue
-                    op = parse_operation(d, f"{path}:{self.lineno}")
-                    c = op.op
-                    key = (c.kind, c.addr, c.length, c.prot, c.flags, c.fd, c.offset)
-                    c = calls.setdefault(key, c)
-                    count += 1
-                    yield op.task, c, op.result, op.call, op.ret, op.round
-                    continue
-                self._record(d, f"{path}:{self.lineno}", count)
+                    try:
+                        d = json.loads(line)
+                    except ValueError as exc:
+                        raise UsageError(f"{path}:{lineno}: bad JSON: {exc}") from None
+                    if self.trailer is not None:
+                        raise UsageError(f"{path}:{lineno}: line after the trailer")
+                    where = f"{path}:{lineno}"
+                    if type(d) is dict and "k" in d:
+                        op = parse_operation(d, where)
+                        c = op.op
+                        c = calls.setdefault(
+                            (c.kind, c.addr, c.length, c.prot, c.flags, c.fd, c.offset), c
+                        )
+                        count += 1
+                        yield op.task, c, op.result, op.call, op.ret, op.round
+                        continue
+                    self._record(d, where, count)
         finally:
-            self.handle.close()
+            self.lineno = lineno
+            handle.close()
 
     def _record(self, d: Any, where: str, count: int) -> None:
         """A line that is not an operation: a round record or the trailer."""
@@ -222,44 +259,6 @@ class HistoryReader:
             self.trailer = end
             return
         raise UsageError(f"{where}: missing key 'k' (not an operation, round record or trailer)")
-
-
-def _decoded(handle: IO[str], path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded JSON value) for each non-blank line after the header.
-
-    Lines are decoded in batches with one `json.loads` of ``[line,line,...]`` (much faster than
-    one call per line); a batch that does not decode to exactly one value per line that looks
-    like an object is decoded again line by line, which names the bad line.
-    """
-    lineno = 1
-    loads = json.loads
-    try:
-        while True:
-            batch = list(islice(handle, BATCH))
-            if not batch:
-                return
-            first = lineno + 1
-            lineno += len(batch)
-            values: list[Any] | None = None
-            if all(line[:1] == "{" and line.rstrip()[-1:] == "}" for line in batch):
-                try:
-                    values = loads("[" + ",".join(batch) + "]")
-                except ValueError:
-                    values = None
-                if values is not None and len(values) != len(batch):
-                    values = None
-            if values is not None:
-                yield from zip(range(first, lineno + 1), values, strict=True)
-                continue
-            for k, line in enumerate(batch, first):
-                if not line.strip():
-                    continue
-                try:
-                    yield k, loads(line)
-                except ValueError as exc:
-                    raise UsageError(f"{path}:{k}: bad JSON: {exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}:{lineno + 1}: not UTF-8 text") from None
 
 
 def read_history(path: Path | str) -> tuple[Header, HistoryReader]:

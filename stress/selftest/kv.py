@@ -73,6 +73,20 @@ class KvModel(BaseModel):
     def is_observer(self, input: Any, output: Any) -> bool:
         return bool(input[0] == GET)
 
+    def hopeless(self, state: Any, input: Any, output: Any) -> bool:
+        """A get of ``v`` while the key holds something that is not a prefix of ``v``: appends
+        only lengthen the value, so only a put of a prefix of ``v`` can help (`revives`)."""
+        return input[0] == GET and not output.startswith(lookup(state, input[1]))
+
+    def disturbs(self, input: Any, output: Any, by: Event) -> bool:
+        return bool(by.input[1] == input[1])  # a call on another key leaves this one as it is
+
+    def revives(self, event: Event, by: Event) -> bool:
+        op, key, value = by.input
+        if event.input[0] != GET:
+            return True
+        return op == PUT and key == event.input[1] and event.output.startswith(value)
+
     def describe_operation(self, event: Event) -> str:
         op, key, value = event.input
         if op == GET:

@@ -62,6 +62,27 @@ class RegisterModel(BaseModel):
         op = input[0]
         return op == READ or (op == CAS and (not output or input[1] == input[2]))
 
+    def hopeless(self, state: Any, input: Any, output: Any) -> bool:
+        """A read of ``v`` (or a successful cas from ``v``) while the register does not hold
+        ``v``: only a write of ``v`` or a cas to ``v`` can bring it back (`revives`)."""
+        op = input[0]
+        if op == READ:
+            return output is not UNKNOWN and self.step(state, input, output) is None
+        return op == CAS and bool(output) and state != (input[1],)
+
+    def revives(self, event: Event, by: Event) -> bool:
+        op = event.input[0]
+        if op == READ:
+            wanted = event.output
+        elif op == CAS and event.output:
+            wanted = event.input[1]
+        else:
+            return True
+        if by.input[0] == WRITE:
+            return bool(by.input[1] == wanted)
+        # a cas that failed changes nothing (a pending one may have swapped)
+        return by.input[0] == CAS and (by.ret is None or bool(by.output)) and by.input[2] == wanted
+
     def describe_operation(self, event: Event) -> str:
         op = event.input[0]
         if op == READ:

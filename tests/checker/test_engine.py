@@ -144,6 +144,24 @@ class NoObserverRegister(RegisterModel):
         return False
 
 
+class NoHopeRegister(RegisterModel):
+    """The register without `hopeless` (so without reduction 4)."""
+
+    def hopeless(self, state: Any, input: Any, output: Any) -> bool:
+        return False
+
+
+class PlainRegister(NoObserverRegister, NoHopeRegister):
+    """The register with no reduction at all."""
+
+
+class NoHopeKv(KvModel):
+    """The kv store without `hopeless`."""
+
+    def hopeless(self, state: Any, input: Any, output: Any) -> bool:
+        return False
+
+
 def random_history(rng: random.Random, size: int) -> list[Event]:
     events = []
     for task in range(size):
@@ -168,10 +186,44 @@ def test_engine_agrees_with_brute_force_with_and_without_observers() -> None:
         events = random_history(rng, rng.randrange(1, 6))
         expected = brute_force(REG, events)
         seen[expected] += 1
-        for model in (REG, NoObserverRegister()):
+        for model in (REG, NoObserverRegister(), NoHopeRegister(), PlainRegister()):
             got = verdict(events, model)
             assert got is (Verdict.OK if expected else Verdict.VIOLATION), events
     assert seen[True] > 30 and seen[False] > 30  # both verdicts were exercised
+
+
+def random_kv_history(rng: random.Random, size: int) -> list[Event]:
+    events = []
+    for task in range(size):
+        call = rng.randrange(20)
+        ret = None if rng.random() < 0.2 else call + rng.randrange(1, 8)
+        key = rng.choice("ab")
+        kind = rng.choice([GET, GET, PUT, APPEND, APPEND])
+        if kind == GET:
+            value = rng.choice(["", "x", "y", "xy", "yx", "xx"])
+            events.append(Event(task, (GET, key, None), value, call, ret))
+        else:
+            events.append(Event(task, (kind, key, rng.choice(["x", "y", ""])), None, call, ret))
+    return events
+
+
+class PlainKv(NoHopeKv):
+    def is_observer(self, input: Any, output: Any) -> bool:
+        return False
+
+
+def test_kv_engine_agrees_with_brute_force() -> None:
+    rng = random.Random(99)
+    seen = {True: 0, False: 0}
+    for _ in range(300):
+        events = random_kv_history(rng, rng.randrange(1, 6))
+        expected = brute_force(KvModel(), events)
+        seen[expected] += 1
+        for model in (KvModel(), NoHopeKv(), PlainKv()):
+            for partitioned in (True, False):
+                got = verdict(events, model, partitioned=partitioned)
+                assert got is (Verdict.OK if expected else Verdict.VIOLATION), events
+    assert seen[True] > 30 and seen[False] > 30
 
 
 def test_observer_reduction_prunes_the_search() -> None:
@@ -183,14 +235,51 @@ def test_observer_reduction_prunes_the_search() -> None:
     assert with_obs.steps * 10 < without.steps
 
 
+def test_hopeless_reduction_prunes_the_search() -> None:
+    # 16 concurrent writes of distinct values and a read of a value nobody wrote: without
+    # reduction 4 a huge search, with it the read is hopeless at once
+    events = [w(k, k, 0, 100) for k in range(16)] + [r(99, 999, 0, 100)]
+    outcome = check_partition(REG, events, None)
+    assert outcome.status == VIOLATION and outcome.steps <= 2
+    assert check_partition(NoHopeRegister(), events, 0.0).status == TIMEOUT
+    # a write of 999 that may come first revives the read: no pruning then, and it is OK
+    assert verdict([*events, w(98, 999, 0, 100)]) is Verdict.OK
+    # ... but one invoked after the read returned cannot help it
+    assert verdict([*events, w(98, 999, 101, 102)]) is Verdict.VIOLATION
+    outcome = check_partition(REG, [*events, w(98, 999, 101, 102)], None)
+    assert outcome.steps <= 2
+
+
+def test_pending_cas_revives_whatever_its_recorded_output() -> None:
+    # a pending call's output is ignored: this cas may have swapped 1 -> 2
+    events = [w(0, 1, 0, 1), cas(1, 1, 2, False, 2, None), r(2, 2, 5, 6)]
+    assert verdict(events) is Verdict.OK
+    assert verdict([*events[:2], r(2, 3, 5, 6)]) is Verdict.VIOLATION
+
+
+def test_kv_hopeless_get_needs_a_put_of_a_prefix() -> None:
+    kv = KvModel()
+    appends = [Event(k, (APPEND, "a", f"<{k}>"), None, 0, 100) for k in range(12)]
+    get = Event(50, (GET, "a", None), "<x><3>", 0, 100)
+    # one step into each append, and back: "" is a prefix of "<x><3>", "<k>" is not
+    assert check_partition(kv, [*appends, get], None).steps == 2 * len(appends) + 1
+    assert check_partition(NoHopeKv(), [*appends, get], 0.0).status == TIMEOUT
+    put = Event(51, (PUT, "a", "<x>"), None, 0, 100)
+    assert verdict([*appends, get, put], kv) is Verdict.OK
+    other = Event(51, (PUT, "b", "<x>"), None, 0, 100)  # another key: no help
+    outcome = check_partition(kv, [*appends, get, other], None)
+    assert outcome.status == VIOLATION and outcome.steps < 100
+
+
 def test_timeout_gives_unknown_never_ok() -> None:
     # 16 concurrent writes of distinct values and a read of a value nobody wrote: a huge search
+    # (without reduction 4, which would see through it)
     events = [w(k, k, 0, 100) for k in range(16)] + [r(99, 999, 0, 100)]
-    result = check(REG, events, timeout=0.05, workers=1)
+    result = check(PlainRegister(), events, timeout=0.05, workers=1)
     assert result.verdict is Verdict.UNKNOWN
     assert result.reason == "time budget of 0.05 s ran out after 0 of 1 partitions"
     assert result.counterexample is None
-    assert check_partition(REG, events, 0.0).status == TIMEOUT
+    assert check_partition(PlainRegister(), events, 0.0).status == TIMEOUT
 
 
 def test_memory_budget_gives_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,7 +287,7 @@ def test_memory_budget_gives_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(_search, "MAX_ENTRIES", 1000)
     events = [w(k, k, 0, 100) for k in range(16)] + [r(99, 999, 0, 100)]
-    result = check(REG, events, workers=1)
+    result = check(PlainRegister(), events, workers=1)
     assert result.verdict is Verdict.UNKNOWN
     assert result.reason == (
         "the search of partition 1 of 1 (17 operations) outgrew its memory budget of 1,000 states"
@@ -220,16 +309,43 @@ def test_counterexample_names_the_stuck_operation() -> None:
 def test_counterexample_is_the_longest_partial_linearization() -> None:
     # both writes fit first, but neither order explains both reads
     events = [w(0, 1, 0, 5), w(1, 2, 0, 5), r(2, 1, 6, 7), r(3, 2, 8, 9)]
-    cx = check(REG, events, workers=1).counterexample
+    cx = check(NoHopeRegister(), events, workers=1).counterexample
     assert cx is not None
     assert cx.linearized == (1, 0, 2)
     assert cx.stuck == ((3, "task 3's read returned 2, but the register holds 1"),)
+    # reduction 4 stops each order as soon as a read is hopeless: w1 w2 leaves the read of 1
+    # with nothing to revive it (the first of the two equally long orders is kept)
+    cx = check(REG, events, workers=1).counterexample
+    assert cx is not None
+    assert cx.linearized == (0, 1)
+    assert cx.stuck == ((2, "task 2's read returned 1, but the register holds 2"),)
     # a longest prefix that ends in a different state gives a different explanation
     events = [w(0, 1, 0, 1), r(1, 2, 2, 3), w(2, 3, 2, 3)]
-    cx = check(REG, events, workers=1).counterexample
+    cx = check(NoHopeRegister(), events, workers=1).counterexample
     assert cx is not None
     assert cx.linearized == (0, 2)
     assert cx.stuck == ((1, "task 1's read returned 2, but the register holds 3"),)
+    # with reduction 4 the search never tries w3 there: the read of 2 is hopeless after w1,
+    # as nothing else writes 2
+    cx = check(REG, events, workers=1).counterexample
+    assert cx is not None
+    assert cx.linearized == (0,)
+    assert cx.stuck[0] == (1, "task 1's read returned 2, but the register holds 1")
+
+
+def test_counterexample_names_a_hopeless_call_that_is_no_candidate_yet() -> None:
+    # the read of 2 (invoked after both writes returned) can never be explained, as the only
+    # write of 2 comes after it: the search stops at once and says so, though the read is not
+    # among the calls that could come first
+    events = [w(0, 1, 0, 1), w(1, 3, 0, 1), r(2, 2, 4, 5), w(3, 2, 6, 7)]
+    outcome = check_partition(REG, events, None)
+    assert outcome.status == VIOLATION and outcome.steps == 1
+    cx = outcome.counterexample
+    # the order shown goes on up to the read (any legal order: the read stays impossible)
+    assert cx is not None and cx.linearized == (0, 1)
+    assert cx.stuck == ((2, "task 2's read returned 2, but the register holds 3"),)
+    # a write of 2 that may come first: the read is not hopeless, the history is fine
+    assert verdict([*events, w(4, 2, 2, 3)]) is Verdict.OK
 
 
 def test_partitions_are_checked_independently() -> None:

@@ -154,6 +154,38 @@ def test_bench_registry_and_table() -> None:
         bench_checker.bench_porcupine(Path("/nonexistent"), repeat=1)
 
 
+def test_peer_figures_read_from_the_readme(tmp_path: Path) -> None:
+    from stress import bench_checker
+
+    (tmp_path / "README.md").write_text(
+        "## The peer's figures\n| all 102 etcd histories, one after another | 0.47 s |\n"
+        "## Measured again (newest)\n| history | time |\n|---|---|\n"
+        "| all 102 etcd histories | 0.91–0.98 s in total |\n"
+        "| kv c50-ok / c50-bad, partitioned by key | 0.235–0.239 s / 0.036–0.039 s |\n"
+        "| kv c10-ok / c10-bad, unpartitioned | 3.5–3.8 s / 4.1 s |\n"
+    )
+    assert bench_checker.peer_figures(tmp_path) == {
+        "etcd": 0.91,
+        "c50-ok": 0.235,
+        "c50-bad": 0.036,
+        "c10-ok": 3.5,
+        "c10-bad": 4.1,
+    }
+    (tmp_path / "README.md").write_text("no figures here\n")
+    assert bench_checker.peer_figures(tmp_path) == {}
+
+
+@needs_data
+def test_bench_notes_give_the_peer_figure_and_ratio() -> None:
+    from stress import bench_checker
+
+    figures = bench_checker.bench_porcupine(DATA, repeat=1)
+    assert len(figures) == 5
+    for f in figures:
+        assert "peer " in f.note and "ratio " in f.note, f.note
+        assert "WRONG VERDICT" not in f.note
+
+
 @needs_data
 def test_minimize_shrinks_a_real_violation() -> None:
     import attrs

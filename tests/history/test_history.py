@@ -120,6 +120,16 @@ BAD_LINES = [
     ('{"t":0,"k":"mmap","a":1,"n":1,"c":1,"e":2,"x":-99999}', "'x' = -99999 is out of range"),
     ('{"hello":1}', "missing key 'k'"),
     ('{"end":{"operations":7}}', "trailer counts 7 operations"),
+    # lines the typed fast decoder reads but whose remaining checks fail, or that it rejects
+    ('{"t":0,"k":"mmap","a":18446744073709551616,"n":1,"c":1,"e":2,"x":0}', "'a' = 1844"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"c":1,"e":2,"x":18446744073709551616}', "'x' = 1844"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"c":9223372036854775808,"e":2,"x":0}', "'c' = 9223"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"fd":-2,"c":1,"e":2,"x":0}', "'fd' = -2 is out"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"fd":2147483648,"c":1,"e":2,"x":0}', "'fd' = 2147483648"),
+    ('{"t":false,"k":"mmap","a":1,"n":1,"c":1,"e":2,"x":0}', "'t' must be an integer"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"c":1,"e":null,"x":0}', "must both be present"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"c":1,"e":2,"x":0} {}', "bad JSON: Extra data"),
+    ('{"t":0,"k":"mmap","a":1,"n":1,"c":1,"e":2,"x":0,}', "bad JSON"),
 ]
 
 
@@ -129,6 +139,41 @@ def test_malformed_line_named_with_its_number(tmp_path: Path, line: str, problem
     path.write_text(json.dumps(_header().to_json()) + "\n" + GOOD + "\n" + line + "\n")
     _, reader = read_history(path)
     with pytest.raises(UsageError, match=f"^{path}:3: .*{problem}"):
+        list(reader)
+
+
+# Lines the standard json module reads but the strict fast decoder does not (or reads only in
+# part): the reader must take them as before, with the same values.
+ODD_GOOD = [
+    ('  {"t":0,"k":"mmap","a":4096,"n":4096,"p":3,"f":34,"c":1,"e":2,"x":4096}  ', {}),
+    ('{"t":9,"t":0,"k":"mmap","a":4096,"n":4096,"p":3,"f":34,"c":1,"e":2,"x":4096}', {}),
+    ('{"t":0,"k":"mmap","a":4096,"n":4096,"p":3,"f":34,"c":1,"e":2,"x":4096,"z":NaN}', {}),
+    ('{"t":0,"k":"mmap","a":4096,"n":4096,"p":3,"f":34,"c":1,"e":2,"x":4096,"z":"\\ud800"}', {}),
+    ('{"t":0,"k":"\\u006dmap","a":4096,"n":4096,"p":3,"f":34,"c":1,"e":2,"x":4096}', {}),
+    ('{"t":0,"k":"mmap","a":4096,"n":4096,"p":3,"f":34,"c":1,"e":null,"x":null}', {"ret": None}),
+    ('{"t":0,"k":"mmap","a":4096,"n":4096,"p":3,"f":34,"c":1}', {"ret": None}),
+]
+
+
+@pytest.mark.parametrize(("line", "change"), ODD_GOOD)
+def test_lines_outside_the_fast_path_read_the_same(
+    tmp_path: Path, line: str, change: dict[str, None]
+) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps(_header().to_json()) + "\n" + GOOD + "\n" + line + "\n")
+    _, reader = read_history(path)
+    first, second = list(reader)
+    expected = first if not change else Operation(0, first.op, None, 1, None, 0)
+    assert second == expected
+    assert second.op is first.op  # identical calls still share one Op
+
+
+def test_error_after_blank_lines_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    body = [GOOD, "", "   ", GOOD, "", '{"t":0}']
+    path.write_text(json.dumps(_header().to_json()) + "\n" + "\n".join(body) + "\n")
+    _, reader = read_history(path)
+    with pytest.raises(UsageError, match=f"^{path}:7: missing key 'k'"):
         list(reader)
 
 
