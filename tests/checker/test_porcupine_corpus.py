@@ -155,7 +155,7 @@ def test_bench_registry_and_table() -> None:
 
 
 def test_peer_figures_read_from_the_readme(tmp_path: Path) -> None:
-    from stress import bench_checker
+    from stress.selftest import bench_checker
 
     (tmp_path / "README.md").write_text(
         "## The peer's figures\n| all 102 etcd histories, one after another | 0.47 s |\n"
@@ -177,7 +177,7 @@ def test_peer_figures_read_from_the_readme(tmp_path: Path) -> None:
 
 @needs_data
 def test_bench_notes_give_the_peer_figure_and_ratio() -> None:
-    from stress import bench_checker
+    from stress.selftest import bench_checker
 
     figures = bench_checker.bench_porcupine(DATA, repeat=1)
     assert len(figures) == 5
