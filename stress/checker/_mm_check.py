@@ -136,8 +136,9 @@ def minimized(model: MmModel, result: CheckResult, timeout: float | None) -> Che
 def witness(model: MmModel, part: Sequence[Event]) -> bool:
     """Is there an obvious linearization? Call order, pending calls left out, except that a
     call that is illegal in turn may wait for a later-invoked call that is legal now and that
-    no waiting call had to precede (real time). True proves the part linearizable; False only
-    means the search must decide."""
+    no waiting call had to precede (real time, and program order: never a later call of a
+    waiting call's task). True proves the part linearizable; False only means the search must
+    decide."""
     order = sorted(part, key=_by_call)
     n = len(order)
     done = [False] * n
@@ -157,6 +158,7 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
             continue
         # promote the first later call that is legal now and may come before the waiting ones
         bound = e.ret
+        waiting = {e.task}
         for j in range(k + 1, n):
             f = order[j]
             if f.call > bound:
@@ -165,11 +167,13 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
                 continue
             if f.ret is None:
                 continue
-            after = step(state, f.input, f.output)
-            if after is not None:
-                state = after
-                done[j] = True
-                break
+            if f.task not in waiting:
+                after = step(state, f.input, f.output)
+                if after is not None:
+                    state = after
+                    done[j] = True
+                    break
+            waiting.add(f.task)  # f waits too: it bounds what may still come before
             if f.ret < bound:
                 bound = f.ret
         else:

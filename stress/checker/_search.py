@@ -1,9 +1,11 @@
 """The search of one partition: Wing & Gong with Lowe's just-in-time linearization.
 
 As in Porcupine's ``checkSingle``: the calls and returns of the history form a doubly linked
-list sorted by time (calls before returns at equal times, so touching calls count as
-concurrent). The search walks the list from its head: every call met before the first return
-is a *candidate* that may be linearized next. Linearizing one lifts its call and return out of
+list sorted by time (calls before returns at equal times, so touching calls of different tasks
+count as concurrent; a task's own calls are sequential, so where one returns at the instant its
+task's next call starts, that return sorts first: program order, see `time_order`). The search
+walks the list from its head: every call met before the first return is a *candidate* that may
+be linearized next. Linearizing one lifts its call and return out of
 the list and restarts the walk; reaching a return (or the tail) means the call of that return
 had to be linearized before, so the last choice is undone (unlifted) and the walk moves on.
 A cache of (bitset of linearized events, state) pairs already explored prunes revisits; the
@@ -50,6 +52,7 @@ Sound reductions (each keeps the verdict exact):
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -89,12 +92,63 @@ class PartOutcome:
 
 
 def validate(events: Sequence[Event]) -> None:
-    """Reject events that return before they are called."""
-    for k, e in enumerate(events):
+    """Reject events that return before they are called, and a task's call that starts before
+    that task's previous call returned (a task's calls are sequential; after a call with no
+    response the task may have gone on: that is allowed)."""
+    last: dict[Any, tuple[int, Event]] = {}
+    for k, e in sorted(enumerate(events), key=lambda item: (item[1].call, item[0])):
         if e.ret is not None and e.ret < e.call:
             raise UsageError(
                 f"event {k} (task {e.task}): returns at {e.ret} before its call {e.call}"
             )
+        prev = last.get(e.task)
+        if prev is not None and prev[1].ret is not None and prev[1].ret > e.call:
+            raise UsageError(
+                f"event {k} (task {e.task}): called at {e.call} while the task's event "
+                f"{prev[0]} was still running (it returned at {prev[1].ret}); a task's calls "
+                "are sequential"
+            )
+        last[e.task] = (k, e)
+
+
+def time_order(events: Sequence[Event]) -> list[tuple[int, int, int]]:
+    """The calls and returns as (time, kind, event) in list order: kind 0 a call, 1 a return.
+
+    At equal times calls come before returns (touching calls are concurrent), except within a
+    task: where a call returns at the instant its task's next call starts, the return comes
+    first (program order), and only that pair moves. Entries at one instant: other calls, then
+    each task's chain (return, next call, its return if chained too, ...), then other returns.
+    """
+    by_task: dict[Any, list[int]] = {}
+    for i, e in enumerate(events):
+        by_task.setdefault(e.task, []).append(i)
+    chained: set[tuple[int, int]] = set()  # (event, kind) entries in a program-order chain
+    seq = [0] * len(events)
+    for mine in by_task.values():
+        mine.sort(key=lambda i: (events[i].call, i))
+        for pos, i in enumerate(mine):
+            seq[i] = pos
+        for a, b in itertools.pairwise(mine):
+            if events[a].ret is not None and events[a].ret == events[b].call:
+                chained.add((a, 1))
+                chained.add((b, 0))
+    entries: list[tuple[int, int, int]] = []
+    for i, e in enumerate(events):
+        entries.append((e.call, 0, i))
+        if e.ret is not None:
+            entries.append((e.ret, 1, i))
+    if not chained:
+        entries.sort()
+        return entries
+
+    def key(entry: tuple[int, int, int]) -> tuple[int, int, int, int]:
+        time, kind, i = entry
+        if (i, kind) in chained:
+            return (time, 1, hash(events[i].task), 2 * seq[i] + kind)
+        return (time, 0 if kind == 0 else 2, 0, i)
+
+    entries.sort(key=key)
+    return entries
 
 
 def check_partition(model: Model, events: Sequence[Event], deadline: float | None) -> PartOutcome:
@@ -110,13 +164,7 @@ def check_partition(model: Model, events: Sequence[Event], deadline: float | Non
     observer = [comp[i] and model.is_observer(inputs[i], outputs[i]) for i in range(n)]
 
     # The linked list of entries: nodes 0..m-1 in time order, then head m and tail m+1.
-    entries: list[tuple[int, int, int]] = []
-    for i, e in enumerate(events):
-        entries.append((e.call, 0, i))
-        if e.ret is not None:
-            entries.append((e.ret, 1, i))
-    entries.sort()
-    entries = _observers_first(entries, observer)
+    entries = _observers_first(time_order(events), observer)
     m = len(entries)
     head, tail = m, m + 1
     nxt = [*range(1, m), tail, 0, tail]  # nxt[m - 1] = tail, nxt[head] = 0

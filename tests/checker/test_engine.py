@@ -373,12 +373,13 @@ def test_process_pool_agrees_with_serial() -> None:
     kv = KvModel()
     rng = random.Random(7)
     events = []
-    for key in "abcdef":
+    for n, key in enumerate("abcdef"):
         value = ""
         for k in range(6):
             value += str(k)
-            events.append(Event(k, (APPEND, key, str(k)), None, 10 * k, 10 * k + 3))
-            events.append(Event(k, (GET, key, None), value, 10 * k + 4, 10 * k + 5))
+            task = 6 * n + k  # keys run side by side: one task per key and step
+            events.append(Event(task, (APPEND, key, str(k)), None, 10 * k, 10 * k + 3))
+            events.append(Event(task, (GET, key, None), value, 10 * k + 4, 10 * k + 5))
     bad = [*events, Event(99, (GET, "c", None), "zzz", 1000, 1001)]
     rng.shuffle(bad)
     for history, expected in ((events, Verdict.OK), (bad, Verdict.VIOLATION)):
@@ -442,3 +443,28 @@ def test_minimize_never_cuts_through_an_answered_call() -> None:
     shrunk = minimize(REG, events)
     assert verdict(shrunk) is Verdict.VIOLATION
     assert all(e.ret is not None for e in shrunk)
+
+
+# --- program order: a task's calls are sequential, even when their stamps touch -----------
+
+
+def test_touching_calls_of_one_task_keep_program_order() -> None:
+    """Task 0 writes 1 and then, starting the instant the write returns, reads 0: no program
+    can do that (its own write came first). Another task's touching calls stay concurrent."""
+    from stress.checker._search import time_order
+
+    model = RegisterModel()
+    write = Event(0, (WRITE, 1), None, 0, 5)
+    read_own = Event(0, (READ,), None, 5, 9)  # reads the initial nil after its own write
+    assert check(model, [write, read_own], workers=1).verdict is Verdict.VIOLATION
+    read_other = Event(1, (READ,), None, 5, 9)  # touching, another task: may come first
+    assert check(model, [write, read_other], workers=1).verdict is Verdict.OK
+    order = time_order([write, read_own, read_other])
+    assert order.index((5, 1, 0)) < order.index((5, 0, 1))  # the write returns, then task 0 calls
+    assert order.index((5, 0, 2)) < order.index((5, 1, 0))  # task 1's call stays concurrent
+
+
+def test_a_task_calling_before_its_previous_call_returned_is_bad_input() -> None:
+    events = [Event(0, (WRITE, 1), None, 0, 5), Event(0, (READ,), 1, 4, 9)]
+    with pytest.raises(UsageError, match="a task's calls are sequential"):
+        check(RegisterModel(), events, workers=1)

@@ -56,7 +56,7 @@ def test_overlapping_but_different_ranges() -> None:
 
 
 def test_concurrent_unmap_between_them_is_fine() -> None:
-    events = [*probes({0, 5}), Event(0, unmap(), 0, 50, 60)]
+    events = [*probes({0, 5}), Event(9, unmap(), 0, 50, 60)]
     assert race_pass(events, PARAMS) == []
     assert check(MmModel(PARAMS), events).verdict is Verdict.OK
 
