@@ -49,7 +49,7 @@ import trio
 
 import mm
 from stress.agent import Call as WorkerCall
-from stress.agent import WorkerError, WorkerPool, op_args
+from stress.agent import Record, WorkerError, WorkerPool, op_args
 from stress.errors import UsageError
 from stress.harness._aplugin import (
     AsyncPluginScheduler,
@@ -528,12 +528,8 @@ class PluginTarget:
                 self._pool_stuck = True
         if not done.is_set():
             raw = [list(task) for task in pool.last_records]
-            stopped = f"a call did not return within {self.call_deadline:g} s"
-            records = []
+            records = self._pool_records(round_index, plans, raw)
             for task, (plan, got) in enumerate(zip(plans, raw, strict=False)):
-                for op, (result, call, ret) in zip(plan, got, strict=False):
-                    value = None if result is None else _check_result(self.spec, op, result)
-                    records.append(Operation(task, op, value, call, ret, round_index))
                 if len(got) < len(plan):
                     op = plan[len(got)]
                     records.append(Operation(task, op, None, started, None, round_index))
@@ -541,7 +537,7 @@ class PluginTarget:
                         f"task {task}'s {op} did not return within {self.call_deadline:g} s "
                         "(free OS threads: it cannot be stopped; recorded as pending)"
                     )
-            return records, problems, stopped
+            return records, problems, f"a call did not return within {self.call_deadline:g} s"
         try:
             raw = pool.results()
         except WorkerError as exc:
@@ -551,12 +547,17 @@ class PluginTarget:
                 problems.append(f"the plug-in tried to end the process: {cause} (task {exc.task})")
             else:
                 problems.append(f"plug-in raised in {exc}")
+        return self._pool_records(round_index, plans, raw), problems, None
+
+    def _pool_records(
+        self, round_index: int, plans: Sequence[Sequence[mm.Op]], raw: Sequence[Sequence[Record]]
+    ) -> list[Operation]:
         records = []
         for task, (plan, got) in enumerate(zip(plans, raw, strict=False)):
             for op, (result, call, ret) in zip(plan, got, strict=False):
                 value = None if result is None else _check_result(self.spec, op, result)
                 records.append(Operation(task, op, value, call, ret, round_index))
-        return records, problems, None
+        return records
 
     async def _run_free_async(
         self, round_index: int, plans: Sequence[Sequence[mm.Op]]

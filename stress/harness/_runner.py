@@ -187,12 +187,12 @@ async def execute(
     stats = RunStats(config.tasks, config.rounds, config.time_budget)
     space = config.space or workloads.Space.from_params(target.params)
     stats.space = space
-    try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
-        config.workload.plan(0, config.tasks, space, config.target.seed)
-    except ValueError as exc:
-        raise UsageError(f"workload {config.workload_ref}: {exc}") from None
-    config.out.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # (the target is closed on every way out: a plug-in's patches are process-wide)
+        try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
+            config.workload.plan(0, config.tasks, space, config.target.seed)
+        except ValueError as exc:
+            raise UsageError(f"workload {config.workload_ref}: {exc}") from None
+        config.out.mkdir(parents=True, exist_ok=True)
         declare = getattr(target, "declare_regions", None)
         if declare is not None:  # e.g. page 0: the kernel and agent targets verify them free
             declare(_regions(config, space))

@@ -39,7 +39,7 @@ BYTES_TARGET = 200.0
 PLUGIN_TASKS = 8
 PLUGINS = {
     "sync plug-in, traced lines": ("stress.selftest.lockfree:locked", 500.0),
-    "async plug-in, controlled coroutines": ("stress.selftest.lockfree:locked_async", 5_000.0),
+    "async plug-in, controlled coroutines": ("stress.selftest.lockfree:locked_async", 2_000.0),
 }
 
 

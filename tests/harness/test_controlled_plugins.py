@@ -281,3 +281,30 @@ def test_serial_calls_run_under_the_scheduler_too() -> None:
             await target.aclose()
 
     trio.run(go)
+
+
+def test_the_patches_last_exactly_as_long_as_the_plugin_target(
+    mmrace: Callable[..., int], tmp_path: Path
+) -> None:
+    import threading
+
+    from stress.harness import _trace
+
+    real = _trace._REAL_LOCK
+    assert threading.Lock is real and os._exit is _trace._REAL_EXIT["_exit"]
+    target = PluginTarget(TargetOptions(spec="demo:condvar"))
+    assert threading.Lock is not real  # caller-sensitive factories while the target is open
+    assert type(target.impl.cond).__name__ == "SCondition"  # made by plug-in code: aware
+    assert isinstance(threading.Lock(), type(real()))  # made here: a real lock
+    trio.run(target.aclose)
+    assert threading.Lock is real and os._exit is _trace._REAL_EXIT["_exit"]
+    # a run that stops at bad input before its first round closes the target too
+    big = tmp_path / "big.toml"
+    big.write_text(
+        'name = "big"\nsummary = "too big for the arena"\n[[race]]\nkind = "mmap"\n'
+        'offset = 0\npages = 1000000000\n[[grades]]\nverdict = "ACCEPTABLE"\n'
+        'when = "true"\ndescription = "anything"\n'
+    )
+    argv = ["run", big, "--target", "demo:condvar", "--out", tmp_path / "run", "--no-progress"]
+    assert mmrace(*argv) == 2
+    assert threading.Lock is real
