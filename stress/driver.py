@@ -34,6 +34,7 @@ from stress.harness import (
     Target,
     TargetOptions,
     execute,
+    is_plugin,
     make_replay_target,
 )
 from stress.history import Header, Operation, load_history, read_history
@@ -84,6 +85,9 @@ def run_json(config: RunConfig) -> dict[str, Any]:
         "noise": opts.noise,
         "privileged": opts.params.privileged if opts.params else None,
         "agent_timeout": opts.timeout,
+        "preemptions": opts.preemptions,
+        "max_schedules": opts.max_schedules,
+        "granularity": opts.granularity,
         "params": opts.params.to_json() if opts.params else None,
         "space": attrs.asdict(config.space) if config.space else None,
     }
@@ -111,6 +115,9 @@ def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptio
         "params": params,
         "noise": data.get("noise", True),
         "timeout": data.get("agent_timeout"),
+        "preemptions": data.get("preemptions", 2),
+        "max_schedules": data.get("max_schedules", 10_000),
+        "granularity": data.get("granularity", "line"),
     }
     fields.update(overrides)
     return TargetOptions(**fields)
@@ -148,10 +155,33 @@ def perform(
     handle_sigint: bool = True,
     on_round: Callable[[RunStats, RoundLog], None] | None = None,
 ) -> dict[str, Any]:
-    """Run, check, grade and judge; writes DIR/summary.json and returns the summary dict."""
+    """Run, check, grade and judge; writes DIR/summary.json and returns the summary dict.
+
+    Under the exhaustive scheduler each schedule is judged as it ends and the search stops at
+    the first failing one (its round is `first_failure` in the summary)."""
     live = Live(target.params.page_size)
+    explorer = getattr(target, "explorer", None)
+    searching = explorer is not None and not getattr(explorer, "replaying", False)
+    first_failure: dict[str, Any] = {}
+    detector = None
+    if searching:
+        space = config.space or workloads.Space.from_params(target.params)
+        detector = RoundJudge(
+            config.workload, config.target.seed, target.params, space, check_timeout
+        )
 
     def each_round(stats: RunStats, log: RoundLog) -> None:
+        if detector is not None and not first_failure:
+            found = detector(stats, log)
+            if found is not None:
+                first_failure.update(
+                    round=log.index,
+                    plan_round=log.plan,
+                    choices=list(getattr(target, "last_choices", [])),
+                    found=found,
+                )
+                assert explorer is not None
+                explorer.stop(f"stopped at the first failing schedule (round {log.index})")
         live(stats, log)
         if progress is not None:
             progress(stats, live)
@@ -191,6 +221,10 @@ def perform(
         problems=stats.problems,
         problem_count=stats.problem_count,
         interrupted=stats.interrupted,
+        racing_rounds=stats.racing_rounds,
+        contested_rounds=stats.overlapped_rounds,
+        no_race_hint=no_race_hint(target.name, target.describe),
+        exploration=stats.exploration,
     )
     summary = build_summary(
         config,
@@ -204,9 +238,41 @@ def perform(
         describe=target.describe,
         clock=target.clock,
         replayable=target.clock == "steps",
+        first_failure=first_failure or None,
     )
     write_summary(config.out, summary)
     return summary
+
+
+def no_race_hint(target: str, describe: dict[str, Any]) -> str:
+    """What to try when no round really raced, for this kind of target."""
+    if describe.get("controlled") is False and describe.get("untraceable"):
+        return (
+            "its methods are not Python code mmrace can trace (a C or Rust extension?), so they "
+            "ran on free OS threads, which rarely switch inside a short call: mark its windows "
+            "with mm.yield_point (seeded noise runs there), or race a Python build of it"
+        )
+    if describe.get("controlled") is False:
+        return (
+            "its calls ran uncontrolled, and threads rarely switch inside a short call: run it "
+            "under the controlled scheduler (--scheduler random, pct or exhaustive: the default "
+            "for Python plug-ins), or mark its windows with mm.yield_point"
+        )
+    if target == "model-threads":
+        return "threads rarely switch inside a call: try --target model, or more tasks or rounds"
+    if target in ("kernel", "agent"):
+        return "try more tasks or rounds: with the GIL two calls rarely start at once"
+    return "try more rounds or tasks, or a controlled scheduler"
+
+
+def uncontrolled_warning(describe: dict[str, Any]) -> str | None:
+    """The warning of a plug-in run whose interleavings the scheduler did not control."""
+    if describe.get("controlled") is not False:
+        return None
+    return (
+        f"interleavings were not controlled: the plug-in ran as {describe.get('flavour')}; "
+        "no schedule was chosen or recorded, so an OK says little about its races"
+    )
 
 
 def low_overlap_warning(tasks: int, rounds: int, contested: int) -> str | None:
@@ -233,14 +299,22 @@ def build_summary(
     describe: dict[str, Any],
     clock: str,
     replayable: bool,
+    first_failure: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the run found, as one JSON-able dict (schema: docs/harness.md)."""
     out = config.out
     check = judgement.check
     warnings = []
     low = low_overlap_warning(config.tasks, stats.rounds, stats.overlapped_rounds)
-    if low is not None:
+    if low is not None and not (stats.racing_rounds and not stats.overlapped_rounds):
+        # (none at all: the verdict says so)
         warnings.append(low)
+    uncontrolled = uncontrolled_warning(describe)
+    if uncontrolled is not None:
+        warnings.append(uncontrolled)
+    exploration = stats.exploration
+    if exploration is not None and first_failure is not None:
+        exploration = {**exploration, "first_failure": first_failure}
     replay_cmd = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
     return {
         "mmrace_summary": SUMMARY_VERSION,
@@ -289,6 +363,7 @@ def build_summary(
         "grading": grader.to_json() if grader else {},
         "race": race.to_json() if race else None,
         "replay": replay_cmd,
+        "exploration": exploration,
         "files": {
             "history": HISTORY_FILE,
             "schedule": SCHEDULE_FILE if clock == "steps" else None,
@@ -424,7 +499,13 @@ def read_json(path: Path) -> Any:
 
 def read_schedule(path: Path) -> dict[int, list[int]]:
     """DIR/schedule.jsonl: one line per round, {"round": r, "choices": [task, ...]}."""
+    return read_schedule_plans(path)[0]
+
+
+def read_schedule_plans(path: Path) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """DIR/schedule.jsonl with the plan rounds an exhaustive run records ("plan": w)."""
     rounds: dict[int, list[int]] = {}
+    plans: dict[int, int] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -435,11 +516,13 @@ def read_schedule(path: Path) -> dict[int, list[int]]:
         try:
             d = json.loads(line)
             rounds[int(d["round"])] = [int(c) for c in d["choices"]]
+            if "plan" in d:
+                plans[int(d["round"])] = int(d["plan"])
         except (ValueError, KeyError, TypeError):
             if n == len(lines):  # a killed run may leave a torn last line
                 break
             raise UsageError(f"{path}:{n}: not a schedule line") from None
-    return rounds
+    return rounds, plans
 
 
 def first_difference(a: Sequence[Any], b: Sequence[Any]) -> int | None:
@@ -450,17 +533,26 @@ def first_difference(a: Sequence[Any], b: Sequence[Any]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def replay_config(src: Path, out: Path | None) -> tuple[RunConfig, dict[int, list[int]]]:
+def replay_config(
+    src: Path, out: Path | None
+) -> tuple[RunConfig, dict[int, list[int]], dict[int, int]]:
     """The configuration of a replayable run directory, to be re-run into ``out``."""
     if not (src / RUN_FILE).is_file():
         raise UsageError(f"{src}: not a run directory (no {RUN_FILE})")
     data = read_json(src / RUN_FILE)
-    if data.get("target") != "model" or data.get("scheduler") not in ("random", "pct"):
+    target = str(data.get("target"))
+    controlled = data.get("scheduler") in ("random", "pct", "exhaustive")
+    if not (target == "model" or is_plugin(target)) or not controlled:
         raise UsageError(
-            f"{src}: a {data.get('target')} run with scheduler {data.get('scheduler')} cannot be "
-            "replayed (only the model target under the controlled scheduler records a schedule)"
+            f"{src}: a {target} run with scheduler {data.get('scheduler')} cannot be replayed "
+            "(only the model target and plug-ins under the controlled scheduler record one)"
         )
-    schedule = read_schedule(src / SCHEDULE_FILE)
+    if not (src / SCHEDULE_FILE).is_file():
+        raise UsageError(
+            f"{src}: no {SCHEDULE_FILE}: the run recorded no schedule (a plug-in that ran on "
+            "free OS threads, or a run from before plug-ins were controlled)"
+        )
+    schedule, plans = read_schedule_plans(src / SCHEDULE_FILE)
     if not schedule:
         raise UsageError(f"{src}: the schedule is empty (no round finished)")
     ref = str(src / data["workload_file"]) if data.get("workload_file") else data["workload_ref"]
@@ -471,7 +563,8 @@ def replay_config(src: Path, out: Path | None) -> tuple[RunConfig, dict[int, lis
         raise UsageError("--out: must differ from the run directory")
     space = workloads.Space(**data["space"]) if data.get("space") else None
     rounds = max(schedule) + 1
-    return RunConfig(workload, ref, options, data["tasks"], rounds, None, out, space), schedule
+    config = RunConfig(workload, ref, options, data["tasks"], rounds, None, out, space)
+    return config, schedule, plans
 
 
 def replay(
@@ -481,11 +574,13 @@ def replay(
     *,
     check_timeout: float,
     progress: Progress | None = None,
+    plans: dict[int, int] | None = None,
 ) -> Replayed:
-    """Re-run ``src`` with its recorded decisions into ``config.out`` and compare histories."""
+    """Re-run ``src`` with its recorded decisions into ``config.out`` and compare histories
+    (an exhaustive run's rounds are re-planned from their recorded plan rounds, ``plans``)."""
     if config.out.exists():
         shutil.rmtree(config.out)
-    target = make_replay_target(config.target, schedule)
+    target = make_replay_target(config.target, schedule, plans or None)
     save_run_json(config)
     _, original = load_history(src / HISTORY_FILE)
     try:
@@ -528,7 +623,8 @@ class RoundJudge:
 
     def __call__(self, stats: RunStats, log: RoundLog) -> str | None:
         race: RaceOutcome = log.race
-        plan = self.workload.plan(log.index, stats.tasks, self.space, self.seed)
+        planned = log.index if log.plan is None else log.plan
+        plan = self.workload.plan(planned, stats.tasks, self.space, self.seed)
         result = grading.RoundResult.from_records(
             plan,
             race.records,

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = [*(sys.argv[1:] if argv is None else argv)]  # for `run --isolate`
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rounds", default="2000", help="rounds per cell at most")
     parser.add_argument("--no-false-alarm", action="store_true", help="skip the correct targets")
     parser.add_argument("--no-kernel", action="store_true", help="skip the real kernel")
+    parser.add_argument("--no-plugins", action="store_true", help="skip the plug-in cells")
     parser.add_argument(
         "--list", action="store_true", help="list the variants with their origins and exit"
     )
@@ -81,7 +82,7 @@ def table(report: MutantsReport) -> str:
     head = "".join(f"{s:>8}" for s in strategies)
     lines = [f"{'variant':<24} {'killed':<6}{head}  fastest (workload/strategy, time)"]
     by_strategy = {(r["variant"], r["strategy"]): r["detected_at"] for r in report.results()}
-    for v in report.variants:
+    for v in (*report.variants, *report.plugins):
         best = report.best(v)
         cols = "".join(f"{by_strategy.get((v, s)) or '-':>8}" for s in strategies)
         if best is None:
@@ -92,17 +93,26 @@ def table(report: MutantsReport) -> str:
         lines.append(f"    {best.how}")
         lines.append(f"    replay: {best.replay}")
     median = report.median_seconds
-    killed = len(report.variants) - len(report.survivors)
+    killed = len(report.variants) - len([v for v in report.survivors if v in report.variants])
     lines.append(
         f"killed {killed}/{len(report.variants)}; median time to first detection "
         + (f"{median * 1000:.0f} ms" if median is not None else "n/a")
     )
+    if report.plugins:
+        caught = sum(report.best(p) is not None for p in report.plugins)
+        pmedian = report.plugin_median_seconds
+        lines.append(
+            f"lock-free plug-ins caught {caught}/{len(report.plugins)} (no yield point: the "
+            "controlled scheduler preempts their lines); median time to the verdict "
+            + (f"{pmedian * 1000:.0f} ms" if pmedian is not None else "n/a")
+        )
     checks = report.checks
     if checks:
         rounds = sum(c.rounds for c in checks)
         unknown = sum(c.unknown_rounds for c in checks)
         lines.append(
-            f"false-alarm check: {len(checks)} cells (correct core, kernel), {rounds} rounds, "
+            f"false-alarm check: {len(checks)} cells (correct core, locked plug-ins, kernel), "
+            f"{rounds} rounds, "
             f"{len(report.false_alarms)} flagged, {unknown} rounds unjudgeable"
         )
         for c in report.false_alarms:
@@ -142,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         max_rounds=max_rounds,
         false_alarm=not args.no_false_alarm,
         kernel=not args.no_kernel and sys.platform.startswith("linux"),
+        plugins=not args.no_plugins,
         on_cell=progress,
     )
     data = report.to_json()

@@ -1,8 +1,9 @@
-"""`mmrace replay DIR`: re-run a recorded model run with its recorded schedule; compare.
+"""`mmrace replay DIR`: re-run a recorded run with its recorded schedule; compare.
 
-Only runs of the model target under the controlled scheduler (random, pct) can be replayed:
-their interleaving is a list of recorded decisions (DIR/schedule.jsonl) and their stamps are
-virtual, so the replay must give the identical history. The replay goes to DIR/replay/ and is
+Runs of the model target and of plug-ins under the controlled scheduler (random, pct,
+exhaustive) can be replayed: their interleaving is a list of recorded decisions
+(DIR/schedule.jsonl) and their stamps are virtual, so the replay must give the identical
+history. The replay goes to DIR/replay/ and is
 checked and reported like a run. Exit status: the replayed run's (0 OK, 1 violation, 3 could
 not judge) when the history is identical; 3 when it differs; 2 for bad usage.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from stress.verdict import EXIT_CODES, Verdict
 
-HELP = "re-run a recorded model run and compare the histories"
+HELP = "re-run a recorded (controlled) run and compare the histories"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from stress.report import format_summary
 
     src: Path = args.dir
-    config, schedule = replay_config(src, args.out)
+    config, schedule, plans = replay_config(src, args.out)
     print(
         f"mmrace replay: {config.rounds} rounds of {src} -> {config.out}",
         file=sys.stderr,
         flush=True,
     )
     progress = make_progress(not args.no_progress, config.rounds, None)
-    done = replay(config, schedule, src, check_timeout=args.check_timeout, progress=progress)
+    done = replay(
+        config, schedule, src, check_timeout=args.check_timeout, progress=progress, plans=plans
+    )
     if done.diverged is not None:
         print(f"mmrace replay: not reproduced: the schedule diverged: {done.diverged}")
         return EXIT_CODES[Verdict.UNKNOWN]

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,9 +26,14 @@ HELP = "race tasks for the same addresses, record, check and report"
 DEFAULT_TASKS = 16
 DEFAULT_ROUNDS = 300
 DEFAULT_CHECK_TIMEOUT = 60.0
-SCHEDULERS = ("random", "pct", "trio")
+SCHEDULERS = ("random", "pct", "trio", "exhaustive", "free")
+MODEL_SCHEDULERS = ("random", "pct", "trio", "exhaustive")
+PLUGIN_SCHEDULERS = ("random", "pct", "exhaustive", "free")
+DEFAULT_PREEMPTIONS = 2
+DEFAULT_MAX_SCHEDULES = 10_000
 MAX_TASKS = 4096
 REAL_TARGETS = ("kernel", "agent")
+ISOLATED_ENV = "MMRACE_ISOLATED"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +57,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler",
         default="random",
-        help="model target: random (default) or pct (controlled, replayable), or trio (fast)",
+        help="model and plug-ins: random (default), pct or exhaustive (controlled, replayable); "
+        "model: trio (fast, not replayable); plug-ins: free (OS threads, not controlled)",
     )
     parser.add_argument("--depth", type=str, default="3", help="PCT bug depth d (default 3)")
+    parser.add_argument(
+        "--preemptions",
+        default=None,
+        help=f"exhaustive: at most K preemptions per schedule (default {DEFAULT_PREEMPTIONS})",
+    )
+    parser.add_argument(
+        "--max-schedules",
+        default=None,
+        help=f"exhaustive: schedules per round plan at most (default {DEFAULT_MAX_SCHEDULES:,})",
+    )
+    parser.add_argument(
+        "--granularity",
+        default=None,
+        choices=("line", "opcode"),
+        help="sync plug-ins: a preemption point at every line (default) or every bytecode",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        default=None,
+        help="plug-ins: seconds a call may go without reaching a preemption point (default 10)",
+    )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run in a child process, so that a target that kills the process is reported",
+    )
     parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
     parser.add_argument(
         "--agent-timeout",
@@ -117,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from stress.cli._progress import make_progress
     from stress.driver import load_workload, perform, save_run_json
     from stress.errors import UsageError
-    from stress.harness import RunConfig, TargetOptions, make_target
+    from stress.harness import RunConfig, TargetOptions, is_plugin, make_target
     from stress.report import format_summary
 
     tasks = int(_number("--tasks", args.tasks, int, 1) or 0)
@@ -128,15 +163,41 @@ def run(args: argparse.Namespace) -> int:
     check_timeout = float(_number("--check-timeout", args.check_timeout, float, 0.001) or 0)
     depth = int(_number("--depth", args.depth, int, 1) or 1)
     seed = _number("--seed", args.seed, int, 0)
-    if rounds is None and budget is None:
-        rounds = DEFAULT_ROUNDS
     if args.scheduler not in SCHEDULERS:
         raise UsageError(
             f"--scheduler: unknown scheduler {args.scheduler!r} "
             f"(choose from {', '.join(SCHEDULERS)})"
         )
-    if args.scheduler != "random" and args.target != "model":
-        raise UsageError("--scheduler: only the model target has a controlled scheduler")
+    plugin = is_plugin(args.target)
+    if args.scheduler != "random":
+        allowed = (
+            PLUGIN_SCHEDULERS if plugin else MODEL_SCHEDULERS if args.target == "model" else ()
+        )
+        if not allowed:
+            raise UsageError(
+                "--scheduler: only the model target and plug-ins have a controlled scheduler"
+            )
+        if args.scheduler not in allowed:
+            what = "a plug-in" if plugin else "the model target"
+            raise UsageError(
+                f"--scheduler {args.scheduler}: not for {what} (choose from {', '.join(allowed)})"
+            )
+    exhaustive = args.scheduler == "exhaustive"
+    for flag, value in (
+        ("--preemptions", args.preemptions),
+        ("--max-schedules", args.max_schedules),
+    ):
+        if value is not None and not exhaustive:
+            raise UsageError(f"{flag}: only with --scheduler exhaustive")
+    preemptions = _number("--preemptions", args.preemptions, int, 0)
+    max_schedules = _number("--max-schedules", args.max_schedules, int, 1)
+    if args.granularity is not None and not plugin:
+        raise UsageError("--granularity: only plug-ins are traced (line or opcode)")
+    call_timeout = _number("--call-timeout", args.call_timeout, float, 0.001)
+    if call_timeout is not None and not plugin:
+        raise UsageError("--call-timeout: only plug-in calls have a deadline of their own")
+    if rounds is None and budget is None:
+        rounds = 1 if exhaustive else DEFAULT_ROUNDS
     wrapper: tuple[str, ...] = ()
     if args.wrapper is not None:
         try:
@@ -150,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
     if timeout is not None and args.target != "agent":
         raise UsageError("--agent-timeout: only the agent target waits for answers")
+    if call_timeout is not None:
+        timeout = call_timeout
     params = _params(args.target, args.privileged)
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 32)
@@ -160,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: already holds a run (choose another directory)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a directory")
+    if args.isolate and not os.environ.get(ISOLATED_ENV):
+        return _isolated(args, out, int(seed))
     options = TargetOptions(
         spec=args.target,
         seed=int(seed),
@@ -170,6 +235,9 @@ def run(args: argparse.Namespace) -> int:
         noise=not args.no_noise,
         params=params,
         timeout=None if timeout is None else float(timeout),
+        preemptions=int(DEFAULT_PREEMPTIONS if preemptions is None else preemptions),
+        max_schedules=int(DEFAULT_MAX_SCHEDULES if max_schedules is None else max_schedules),
+        granularity=args.granularity or "line",
     )
     try:
         target = make_target(options)
@@ -227,3 +295,82 @@ def _write_report(out: Path, html: bool, junit: Path | None, stream: TextIO) -> 
             print(line, file=stream)
     except Exception as exc:  # the run is judged and saved: say what is missing, keep going
         print(f"mmrace run: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _isolated(args: argparse.Namespace, out: Path, seed: int) -> int:
+    """``--isolate``: the same run in a child process (``python -m stress run ...``), so that a
+    target that ends the process (a C extension's exit() or abort(), a segfault, a kill) is
+    reported instead of being taken for the run's own exit status. The child writes the run
+    directory and prints as usual; when it dies without its summary, its partial history is
+    checked here: VIOLATION if that already proves one, else UNKNOWN, saying how it died."""
+    from stress.verdict import EXIT_CODES, Verdict
+
+    argv = [a for a in getattr(args, "_argv", sys.argv[1:]) if a != "--isolate"]
+    argv = [*_without(argv, ("--out", "--seed")), "--out", str(out), "--seed", str(seed)]
+    # the child imports what this process can (a plug-in found through sys.path)
+    path = os.pathsep.join(p for p in sys.path if p)
+    env = {**os.environ, ISOLATED_ENV: "1", "PYTHONPATH": path}
+    child = subprocess.Popen([sys.executable, "-m", "stress", *argv], env=env)
+    while True:
+        try:
+            status = child.wait()
+            break
+        except KeyboardInterrupt:  # the child got the same Ctrl-C; a second one kills it
+            try:
+                status = child.wait(timeout=30)
+                break
+            except (KeyboardInterrupt, subprocess.TimeoutExpired):
+                child.kill()
+    summary_path = out / "summary.json"
+    if summary_path.is_file():
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except ValueError:
+            summary = {}
+        if summary.get("exit_code") == status:
+            return status
+    if status < 0:
+        try:
+            how = f"was killed by signal {-status} ({signal.Signals(-status).name})"
+        except ValueError:
+            how = f"was killed by signal {-status}"
+    else:
+        how = f"exited with status {status}"
+    verdict, detail = Verdict.UNKNOWN, ""
+    history = out / "history.jsonl"
+    if history.is_file():
+        from stress.driver import check_file
+        from stress.errors import UsageError
+
+        try:
+            checked = check_file(history, 60.0)
+            if checked.verdict is Verdict.VIOLATION:
+                verdict, detail = (
+                    Verdict.VIOLATION,
+                    f"; its history so far: {checked.result.reason}",
+                )
+        except (UsageError, OSError) as exc:
+            detail = f"; its history could not be read: {exc}"
+    print(
+        f"verdict    {verdict.value}"
+        + (" (could not judge)" if verdict is Verdict.UNKNOWN else "")
+        + f"\n           - the run's process {how} before writing its verdict (did the target "
+        f"end the process?){detail}\nrun dir    {out}"
+    )
+    return EXIT_CODES[verdict]
+
+
+def _without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """`argv` without the given options (``--flag value`` and ``--flag=value``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            skip = True
+            continue
+        if any(a.startswith(f + "=") for f in flags):
+            continue
+        out.append(a)
+    return out

@@ -2,7 +2,8 @@
 
 The history holds each round as setup, race, cleanup, followed by a round record that says how
 many setup and race calls it wrote and what problems the harness saw. The workload's plan is a
-pure function of the round, so re-planning gives the role labels the grades need.
+pure function of the round, so re-planning gives the role labels the grades need (an exhaustive
+run's round record names the workload round each schedule was planned from: "plan").
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def grade_history(
                 *problems,
                 f"round {index}: history holds {len(race)} of {n_race} race calls",
             )
-        plan = workload.plan(index, tasks, space, seed)
+        plan = workload.plan(int(record.get("plan", index)), tasks, space, seed)
         content = record.get("content")
         result = RoundResult.from_records(
             plan,

@@ -8,8 +8,8 @@ round's calls really raced.
 """
 
 from stress.harness._kernel import KernelTarget
-from stress.harness._model import ModelTarget, make_replay_target
-from stress.harness._registry import TARGETS, make_target
+from stress.harness._model import ModelTarget
+from stress.harness._registry import TARGETS, is_plugin, make_replay_target, make_target
 from stress.harness._runner import (
     RoundHook,
     RoundLog,
@@ -45,6 +45,7 @@ __all__ = [
     "contested",
     "execute",
     "history_header",
+    "is_plugin",
     "make_replay_target",
     "make_target",
     "really_raced",

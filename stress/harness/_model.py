@@ -1,11 +1,13 @@
 """The `model` target: N tasks racing on `mm.TrioCore`.
 
-Two modes. Controlled (`random`, `pct`, or a recorded schedule): the `ControlledScheduler`
-runs the N task coroutines one at a time and decides at every yield point who goes next; the
-core's lock is a `SchedLock`; stamps are virtual (`clock == "steps"`), so a seed or a recorded
-schedule gives the identical history. `trio`: N trio tasks under trio's own scheduling, a lock
-that does not yield when free, a checkpoint before the lock (and rarely inside it) and
-monotonic-ns stamps: the fast mode.
+Two modes. Controlled (`random`, `pct`, `exhaustive`, or a recorded schedule): the
+`ControlledScheduler` runs the N task coroutines one at a time and decides at every yield point
+who goes next; the core's lock is a `SchedLock`; stamps are virtual (`clock == "steps"`), so a
+seed or a recorded schedule gives the identical history. `exhaustive` runs every schedule of a
+round up to a preemption bound, each from a fresh core, pruned by state caching
+(`stress.harness._explore`). `trio`: N trio tasks under trio's own scheduling, a lock that does
+not yield when free, a checkpoint before the lock (and rarely inside it) and monotonic-ns
+stamps: the fast mode.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import mm
+from stress.harness._explore import (
+    CountingScheduler,
+    DFSStrategy,
+    Explorer,
+    LoggedDict,
+    ModelKey,
+    Prune,
+    ReplayExplorer,
+    observing,
+)
 from stress.harness._scheduler import (
     ControlledScheduler,
     ReplayStrategy,
@@ -33,8 +45,8 @@ from stress.history import Operation
 if TYPE_CHECKING:
     from workloads import Space
 
-CoreFactory = Callable[..., mm.TrioCore]
-SCHEDULERS = ("random", "pct", "trio")
+CoreFactory = Callable[..., Any]
+SCHEDULERS = ("random", "pct", "trio", "exhaustive")
 
 
 INNER_YIELD_CHANCE = 0.015625
@@ -174,6 +186,7 @@ class ModelTarget:
         options: TargetOptions,
         core: CoreFactory | None = None,
         replay: Mapping[int, Sequence[int]] | None = None,
+        plans: Mapping[int, int] | None = None,
     ) -> None:
         if options.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {options.scheduler!r}")
@@ -183,16 +196,35 @@ class ModelTarget:
         self.controlled = options.scheduler != "trio" or replay is not None
         self.clock = "steps" if self.controlled else "ns"
         self.scheduler: ControlledScheduler | None = None
+        # exhaustive: an explorer the runner drives (a replayed exploration: its plan rounds)
+        self.explorer: Explorer | ReplayExplorer | None = None
+        self._key: ModelKey | None = None
+        self._mark = 0
         if self.controlled:
-            strategy: Strategy = (
-                ReplayStrategy(replay)
-                if replay is not None
-                else make_strategy(options.scheduler, options.seed, options.depth)
-            )
+            strategy: Strategy
+            if replay is not None:
+                strategy = ReplayStrategy(replay)
+            elif options.scheduler == "exhaustive":
+                strategy = DFSStrategy()
+            else:
+                strategy = make_strategy(options.scheduler, options.seed, options.depth)
             self.scheduler = ControlledScheduler(strategy)
             self._now: Callable[[], int] = self.scheduler.tick
         else:
             self._now = time.monotonic_ns
+        if options.scheduler == "exhaustive":
+            if replay is not None:
+                self.explorer = ReplayExplorer(plans or {}, on_begin=self._fresh)
+            else:
+                assert isinstance(strategy, DFSStrategy)
+                self.explorer = Explorer(
+                    strategy,
+                    options.preemptions,
+                    options.max_schedules,
+                    key=self._state_key,
+                    on_begin=self._fresh,
+                )
+                self._make_core = observing(self._make_core)
         self.core: mm.TrioCore | None = None
         self._crew: _Crew | None = None
         self.describe: dict[str, Any] = {
@@ -202,6 +234,8 @@ class ModelTarget:
         }
         if options.scheduler == "pct":
             self.describe["pct_depth"] = options.depth
+        if options.scheduler == "exhaustive":
+            self.describe["preemptions"] = options.preemptions
 
     @property
     def last_choices(self) -> list[int]:
@@ -211,6 +245,28 @@ class ModelTarget:
     async def open(self, tasks: int, space: Space) -> None:
         lock: Any = SchedLock(self.scheduler) if self.scheduler else FastLock()
         self.core = self._make_core(self.params, lock=lock)
+
+    def _fresh(self, pruned_before: bool) -> None:
+        """Exhaustive: each schedule starts from a fresh core, scheduler and lock; the virtual
+        clock goes on, except after a pruned schedule (not recorded), whose ticks are undone."""
+        old = self.scheduler
+        assert old is not None
+        if pruned_before:
+            old.clock = self._mark
+        self._mark = old.clock
+        replaying = isinstance(self.explorer, ReplayExplorer)
+        sched = ControlledScheduler(old.strategy) if replaying else CountingScheduler(old.strategy)
+        sched.clock = old.clock
+        self.scheduler = sched
+        self._now = sched.tick
+        core = self._make_core(self.params, lock=SchedLock(sched))
+        if not replaying and "scratch" in core.__dict__:
+            core.scratch = LoggedDict(core)
+        self.core = core
+
+    def _state_key(self, runnable: Sequence[int], last: int | None) -> Any:
+        assert self._key is not None, "a decision outside a race"
+        return self._key(runnable, last)
 
     async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Operation]:
         assert self.core is not None, "open() first"
@@ -226,6 +282,8 @@ class ModelTarget:
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
         assert self.core is not None, "open() first"
         now, apply = self._now, self.core.apply
+        if self.explorer is not None and not isinstance(self.explorer, ReplayExplorer):
+            return await self._explore_race(round_index, plans)
         if self.scheduler is not None:
             buffers: list[list[Operation]] = [[] for _ in plans]
 
@@ -246,6 +304,38 @@ class ModelTarget:
             buffers = await self._crew.run(round_index, apply, now, plans)
         records = [rec for buf in buffers for rec in buf]
         return RaceOutcome(records, [], _really_raced(buffers))
+
+    async def _explore_race(
+        self, round_index: int, plans: Sequence[Sequence[mm.Op]]
+    ) -> RaceOutcome:
+        """One schedule of the exhaustive search, with the state key kept up to date."""
+        sched, core = self.scheduler, self.core
+        assert isinstance(sched, CountingScheduler) and core is not None
+        now, apply = sched.tick, core.apply
+        lock = core.lock
+        key = self._key = ModelKey(core, sched, lock, len(plans))
+        buffers: list[list[Operation]] = [[] for _ in plans]
+
+        async def run(task: int) -> None:
+            append, done = buffers[task].append, key.buffers[task].append
+            for k, op in enumerate(plans[task]):
+                if k:
+                    key.invoked[task].append(tuple(len(b) for b in key.buffers))
+                call = now()
+                result = await apply(op)
+                append(Operation(task, op, result, call, now(), round_index))
+                done((op, result))
+
+        pruned = False
+        try:
+            await sched.race(round_index, [partial(run, i) for i in range(len(plans))])
+        except Prune:
+            pruned = True
+        finally:
+            core._obs = None  # type: ignore[attr-defined]
+            self._key = None
+        records = [rec for buf in buffers for rec in buf]
+        return RaceOutcome(records, [], _really_raced(buffers), pruned=pruned)
 
     async def aclose(self) -> None:
         self.core = None
@@ -276,7 +366,10 @@ def make_target(options: TargetOptions) -> ModelTarget:
 
 
 def make_replay_target(
-    options: TargetOptions, schedule: Mapping[int, Sequence[int]]
+    options: TargetOptions,
+    schedule: Mapping[int, Sequence[int]],
+    plans: Mapping[int, int] | None = None,
 ) -> ModelTarget:
-    """A model target that replays recorded decisions (``schedule[round]``) instead of choosing."""
-    return ModelTarget(options, replay=schedule)
+    """A model target that replays recorded decisions (``schedule[round]``) instead of choosing;
+    an exhaustive run's rounds also replay their recorded plan rounds (``plans[round]``)."""
+    return ModelTarget(options, replay=schedule, plans=plans)

@@ -9,7 +9,7 @@ that module exists, else called directly as a Target factory.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stress.errors import UsageError
@@ -22,6 +22,8 @@ TARGETS: dict[str, str] = {
     "agent": "stress.harness._agent:make_target",
 }
 PLUGIN_LOADER = "stress.harness._plugin:make_target"
+REPLAYABLE = {"model": "stress.harness._model:make_replay_target"}
+PLUGIN_REPLAY = "stress.harness._plugin:make_replay_target"
 
 
 def _load(ref: str, place: str) -> Callable[..., Any]:
@@ -52,3 +54,27 @@ def make_target(options: TargetOptions) -> Target:
         return loader(options)
     names = ", ".join([*TARGETS, "package.module:factory"])
     raise UsageError(f"--target: unknown target {spec!r} (choose from {names})")
+
+
+def is_plugin(spec: str) -> bool:
+    """Is ``--target spec`` a plug-in (``package.module:factory``)?"""
+    return spec not in TARGETS and ":" in spec and all(spec.partition(":")[::2])
+
+
+def make_replay_target(
+    options: TargetOptions,
+    schedule: Mapping[int, Sequence[int]],
+    plans: Mapping[int, int] | None = None,
+) -> Target:
+    """A target that replays recorded decisions (``schedule[round]``) instead of choosing: the
+    model target or a plug-in under the controlled scheduler; an exhaustive run's rounds also
+    replay their recorded plan rounds (``plans[round]``)."""
+    spec = options.spec
+    if spec in REPLAYABLE:
+        ref = REPLAYABLE[spec]
+    elif is_plugin(spec):
+        ref = PLUGIN_REPLAY
+    else:
+        raise UsageError(f"--target {spec}: its runs record no schedule and cannot be replayed")
+    factory = _load(ref, f"--target {spec}")
+    return factory(options, schedule, plans)

@@ -10,7 +10,11 @@ competing call; `really_raced`: all racing calls shared an instant). Grading and
 later stages (`stress.driver` wires them); `on_round(stats, log)` hands each round's records to
 whoever wants to look at them as the run goes.
 
-Before `open`, a target with `declare_regions` is told every range the workload may touch.
+Before `open`, a target with `declare_regions` is told every range the workload may touch; a
+target with `set_deadline` is told when the time budget ends. Under the exhaustive scheduler the
+target's `explorer` decides: each schedule is a recorded round of the run, planned from the
+workload round the explorer is on (`plan_round`, written to DIR/schedule.jsonl as "plan"),
+`rounds` counts workload rounds to explore, and a pruned schedule is not recorded at all.
 Stopping: after `rounds` rounds, when `time_budget` runs out, when `stop.request()` is called
 (Ctrl-C does that; a second Ctrl-C cancels the round in flight), or when the target is dead
 (its `dead` attribute says how). Problems a target found outside any race (`late_problems`,
@@ -84,6 +88,9 @@ class RunStats:
     race_operations: int = 0
     overlapped_rounds: int = 0  # contested rounds (`contested`)
     full_overlap_rounds: int = 0  # rounds whose racing calls all shared an instant
+    racing_rounds: int = 0  # rounds in which two or more tasks had calls to race
+    pruned_schedules: int = 0  # exhaustive: executions cut short at an explored state
+    exploration: dict[str, Any] | None = None  # exhaustive: the explorer's account
     problem_count: int = 0
     problems: list[str] = attrs.Factory(list)
     interrupted: str | None = None
@@ -148,6 +155,7 @@ class RoundLog:
     setup: list[Operation]
     race: RaceOutcome
     cleanup: list[Operation]
+    plan: int | None = None  # the workload round it was planned from, when not `index`
 
 
 RoundHook = Callable[[RunStats, RoundLog], None]
@@ -180,12 +188,12 @@ async def execute(
     stats = RunStats(config.tasks, config.rounds, config.time_budget)
     space = config.space or workloads.Space.from_params(target.params)
     stats.space = space
-    try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
-        config.workload.plan(0, config.tasks, space, config.target.seed)
-    except ValueError as exc:
-        raise UsageError(f"workload {config.workload_ref}: {exc}") from None
-    config.out.mkdir(parents=True, exist_ok=True)
-    try:
+    try:  # (the target is closed on every way out: a plug-in's patches are process-wide)
+        try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
+            config.workload.plan(0, config.tasks, space, config.target.seed)
+        except ValueError as exc:
+            raise UsageError(f"workload {config.workload_ref}: {exc}") from None
+        config.out.mkdir(parents=True, exist_ok=True)
         declare = getattr(target, "declare_regions", None)
         if declare is not None:  # e.g. page 0: the kernel and agent targets verify them free
             declare(_regions(config, space))
@@ -200,11 +208,19 @@ async def execute(
     if target.clock == "steps":
         schedule = (config.out / "schedule.jsonl").open("w", encoding="utf-8")
     stats.started = time.monotonic()
+    set_deadline = getattr(target, "set_deadline", None)
+    if set_deadline is not None and config.time_budget is not None:
+        set_deadline(stats.started + config.time_budget)
+    explorer = getattr(target, "explorer", None)
+    if explorer is not None:
+        explorer.configure(config.rounds)
     fatal: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             if handle_sigint and threading.current_thread() is threading.main_thread():
-                nursery.start_soon(_watch_sigint, stop, nursery.cancel_scope)
+                # started (its handler installed) before the first round: a round that never
+                # checkpoints (a stuck plug-in call) must still see Ctrl-C
+                await nursery.start(_watch_sigint, stop, nursery.cancel_scope)
             try:
                 await _rounds(config, target, space, writer, schedule, stats, stop, on_round)
             except (UsageError, ScheduleDiverged) as exc:
@@ -220,6 +236,10 @@ async def execute(
             stats.interrupted = stop.reason
     finally:
         stats.seconds = time.monotonic() - stats.started
+        if explorer is not None:
+            if stats.interrupted:
+                explorer.stop(stats.interrupted)
+            stats.exploration = explorer.to_json()
         with trio.CancelScope(shield=True):
             await target.aclose()
         late = [str(p) for p in getattr(target, "late_problems", None) or ()]
@@ -241,9 +261,15 @@ def _regions(config: RunConfig, space: workloads.Space) -> list[tuple[int, int]]
         raise UsageError(f"workload {config.workload_ref}: {exc}") from None
 
 
-async def _watch_sigint(stop: StopFlag, scope: trio.CancelScope) -> None:
+async def _watch_sigint(
+    stop: StopFlag,
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """First Ctrl-C: stop after this round. Second: cancel the round in flight."""
     with trio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
         async for _ in signals:
             if stop.requested:
                 scope.cancel()
@@ -267,19 +293,42 @@ async def _rounds(
     write = writer.write
     clock = time.perf_counter
     phases = stats.phases
-    r = 0
-    while config.rounds is None or r < config.rounds:
-        if stop.requested or (deadline is not None and time.monotonic() >= deadline):
+    explorer = getattr(target, "explorer", None)
+    r = executions = 0
+    while True:
+        if explorer is not None:
+            if explorer.finished:
+                break
+        elif config.rounds is not None and r >= config.rounds:
+            break
+        if stop.requested:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            if explorer is not None:
+                explorer.stop("the time budget ran out")
             break
         if getattr(target, "dead", None):  # nothing more can be recorded: say so, stop
             stop.request("the target died")
             break
         t0 = clock()
-        plan = workload.plan(r, tasks, space, seed)
+        planned = r
+        if explorer is not None:
+            explorer.begin()
+            planned = explorer.plan_round
+        plan = workload.plan(planned, tasks, space, seed)
         t1 = clock()
         setup = await target.run_serial(r, plan.setup) if plan.setup else []
         race = await target.run_race(r, plan.tasks)
         t2 = clock()
+        executions += 1
+        if executions % 64 == 0:
+            await trio.lowlevel.checkpoint()
+        if explorer is not None:
+            explorer.end(race.pruned)
+            if race.pruned:  # an explored state: nothing of this execution is recorded
+                stats.pruned_schedules += 1
+                phases["target"] += t2 - t1
+                continue
         undo = undo_moved(race.records, page)  # mappings placed outside the footprint
         cleanup_ops = (*undo, *plan.cleanup, *plan.check)
         t3 = clock()
@@ -296,11 +345,15 @@ async def _rounds(
                     raise RuntimeError(f"{target.name} recorded round {rec.round} in round {r}")
                 write(rec)
         if schedule is not None:
-            choices = getattr(target, "last_choices", [])
-            schedule.write(json.dumps({"round": r, "choices": choices}, separators=(",", ":")))
+            line: dict[str, Any] = {"round": r, "choices": getattr(target, "last_choices", [])}
+            if explorer is not None:
+                line["plan"] = planned
+            schedule.write(json.dumps(line, separators=(",", ":")))
             schedule.write("\n")
         contest = contested(race.records, page)
         info: dict[str, Any] = {"setup": len(setup), "race": len(race.records)}
+        if explorer is not None:
+            info["plan"] = planned
         if not contest:  # the keys below default to true: written only when false
             info["overlapped"] = False
         if not race.overlapped:
@@ -317,6 +370,7 @@ async def _rounds(
         stats.race_operations += len(race.records)
         stats.overlapped_rounds += contest
         stats.full_overlap_rounds += race.overlapped
+        stats.racing_rounds += sum(1 for ops in plan.tasks if ops) >= 2
         shapes.append(len(setup))
         shapes.append(len(race.records))
         if race.problems:
@@ -326,7 +380,5 @@ async def _rounds(
         phases["target"] += (t2 - t1) + (t4 - t3)
         phases["record"] += t5 - t4 + (t3 - t2)
         if on_round is not None:
-            on_round(stats, RoundLog(r, setup, race, cleanup))
+            on_round(stats, RoundLog(r, setup, race, cleanup, planned if explorer else None))
         r += 1
-        if r % 64 == 0:
-            await trio.lowlevel.checkpoint()

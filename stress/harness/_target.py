@@ -34,12 +34,15 @@ class RaceOutcome:
     mappings with PROT_WRITE carry sentinel bytes, read back after the race,
     ``{"checked": pages read back, "changed": [[page, "zeroed" | "replaced" | "unmapped"], ...]}``.
     The harness only reports it (in the round record); grading judges it.
+    `pruned`: the exhaustive search cut this schedule short at a state it had already explored
+    (`stress.harness._explore`): the runner records nothing of the round.
     """
 
     records: list[Operation]
     problems: list[str] = attrs.Factory(list)
     overlapped: bool = False
     content: dict[str, Any] | None = None
+    pruned: bool = False
 
 
 @attrs.frozen
@@ -47,14 +50,19 @@ class TargetOptions:
     """Everything the command line may say about a target; each target uses what it needs.
 
     `spec` is the --target text as given (for plug-ins: "package.module:factory").
-    `scheduler`: "random" | "pct" | "trio" (model target); `depth`: PCT bug depth d.
+    `scheduler`: "random" | "pct" | "exhaustive" (controlled: the model target and plug-ins),
+    "trio" (the model under trio's own scheduling), "free" (a plug-in on free OS threads or trio
+    tasks, not controlled); `depth`: PCT bug depth d.
+    `preemptions`, `max_schedules`: the exhaustive search's preemption bound K and its cap on
+    schedules per round plan.
+    `granularity`: a sync plug-in's preemption points, "line" or "opcode".
     `wrapper`: a command prefix for the agent (e.g. ("taskset", "-c", "0")).
     `variant`: a bug variant name (`mm.variants`), None for the correct core.
     `params`: the machine the model mirrors (None: the target's own choice).
     `noise`: inject seeded scheduling noise at yield points (model-threads).
     `schedule`: recorded decisions to replay instead of choosing (controlled scheduler).
-    `timeout`: seconds a target may wait for one answer (the agent's per-request deadline);
-    None: the target's default.
+    `timeout`: seconds a target may wait for one answer (the agent's per-request deadline, a
+    plug-in call's deadline); None: the target's default.
     """
 
     spec: str = "model"
@@ -67,6 +75,9 @@ class TargetOptions:
     noise: bool = True
     schedule: tuple[int, ...] | None = None
     timeout: float | None = None
+    preemptions: int = 2
+    max_schedules: int = 10_000
+    granularity: str = "line"
 
 
 @runtime_checkable
@@ -88,6 +99,11 @@ class Target(Protocol):
     - `dead`: a string once the target can run no more rounds (how it died); the runner stops.
     - `late_problems`: a list of problems found outside a race (a death during cleanup or
       `aclose`); the runner reports what is left in it after the rounds and after `aclose`.
+    - `set_deadline(when)`: the monotonic instant the run's time budget ends (a target whose
+      calls can hang ends a stuck round there).
+    - `explorer`: not None under the exhaustive scheduler: the search the runner drives
+      (`stress.harness._explore.Explorer`: `begin`, `end`, `plan_round`, `finished`).
+    - `last_choices`: the controlled scheduler's decisions in the last race (clock "steps").
     """
 
     name: str

@@ -15,13 +15,20 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"target     {s['target']}  ({_info(s['target_info'])})",
         f"workload   {s['workload']}   tasks {s['tasks']}   seed {s['seed']}",
         f"rounds     {s['rounds']}"
-        + (f" of {s['rounds_requested']}" if s["rounds_requested"] else "")
+        + (
+            " (recorded schedules)"
+            if s.get("exploration")
+            else (f" of {s['rounds_requested']}" if s["rounds_requested"] else "")
+        )
         + (f"   INCOMPLETE: {s['interrupted']}" if s["interrupted"] else ""),
         f"operations {s['operations']}  in {s['seconds']:.2f} s  ({s['throughput']:,.0f} ops/s)",
         f"overlap    {s['overlap']['rounds']}/{s['rounds']} rounds really raced "
         f"({100 * s['overlap']['ratio']:.1f}%), all calls at once in "
         f"{s['overlap'].get('full_rounds', '?')}   stamps: {unit}",
     ]
+    explored = exploration_line(s.get("exploration"))
+    if explored:
+        lines.append(f"explored   {explored}")
     c = s["check"]
     check_line = f"checker    {c['verdict']}"
     if c["reason"]:
@@ -54,6 +61,24 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"reproduce: {s['replay']}")
     lines.append(f"run dir    {s['run_dir']}")
     return "\n".join(lines)
+
+
+def exploration_line(e: dict[str, Any] | None) -> str:
+    """The exhaustive search in one line: schedules, pruning, whether it was complete."""
+    if not e or "complete" not in e:
+        return ""
+    pruned = f" ({e['pruned']:,} cut short at an explored state)" if e.get("pruned") else ""
+    plans = len(e.get("round_plans") or [])
+    k = e["preemptions"]
+    if e["complete"]:
+        state = f"complete for at most {k} preemption(s)"
+    else:
+        state = f"NOT complete for at most {k} preemption(s): {e.get('stopped') or 'cap reached'}"
+    text = f"{e['schedules']:,} schedules{pruned} of {plans} round plan(s), {state}"
+    first = e.get("first_failure")
+    if first:
+        text += f"; first failing schedule: round {first['round']}, choices {first['choices']}"
+    return text
 
 
 def _info(info: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from plots.data import (
 )
 from stress.errors import UsageError
 from stress.report._files import field, read_json
+from stress.report._text import exploration_line
 from stress.rundir import RUN_FILE, SUMMARY_FILE
 from stress.verdict import Verdict, worst
 
@@ -343,6 +344,7 @@ def _facts(summary: dict[str, Any], config: dict[str, Any]) -> tuple[tuple[str, 
         ("overlap", f"{overlap.get('rounds')}/{s.get('rounds')} rounds really raced"),
         ("full overlap", _full_overlap(overlap, s.get("rounds"))),
         ("clock", str(s.get("clock"))),
+        ("exploration", exploration_line(s.get("exploration"))),
     ]
     return tuple((k, v) for k, v in rows if v not in ("", "None"))
 

@@ -2,9 +2,12 @@
 
 Figures (median of `repeat` runs): the model target with 64 tasks on the same-page race,
 recording to a history file, under trio's own scheduling and under the controlled scheduler
-(random, pct); the bytes a recorded call occupies in memory while its round runs, and the
-resident-memory growth per operation over a whole run (streaming keeps it near zero); the
-kernel target's rounds/s against a bare ctypes + Barrier loop (`stress.selftest.bench_kernel`).
+(random, pct); plug-ins under the controlled scheduler (the locked page-dict plug-ins of
+`stress.selftest.lockfree`, 8 tasks: sync on traced threads, a preemption point at every line,
+and async as controlled coroutines); the bytes a recorded call occupies in memory while its
+round runs, and the resident-memory growth per operation over a whole run (streaming keeps it
+near zero); the kernel target's rounds/s against a bare ctypes + Barrier loop
+(`stress.selftest.bench_kernel`).
 Throughput is wall-clock over the round loop (plan, race, record); grading and checking run
 after it and are reported apart.
 """
@@ -25,7 +28,7 @@ import trio
 
 import mm
 import workloads
-from stress.harness import ModelTarget, RunConfig, TargetOptions, execute
+from stress.harness import ModelTarget, RunConfig, TargetOptions, execute, make_target
 from stress.history import Operation
 from stress.selftest._figure import Figure
 
@@ -33,6 +36,11 @@ TASKS = 64
 TRIO_TARGET = 50_000.0
 CONTROLLED_TARGET = 10_000.0
 BYTES_TARGET = 200.0
+PLUGIN_TASKS = 8
+PLUGINS = {
+    "sync plug-in, traced lines": ("stress.selftest.lockfree:locked", 500.0),
+    "async plug-in, controlled coroutines": ("stress.selftest.lockfree:locked_async", 2_000.0),
+}
 
 
 def _run_once(scheduler: str, rounds: int, seed: int) -> tuple[float, float, float]:
@@ -83,6 +91,45 @@ def _throughput_figure(
         f"median of {len(runs)}; {cpu:,.0f} ops per CPU-second; overlap {overlap:.0%}; "
         f"{rounds} rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
     )
+
+
+def _plugin_once(spec: str, scheduler: str, rounds: int, seed: int) -> float:
+    """ops/s of one recorded plug-in run (same-page, PLUGIN_TASKS tasks)."""
+    with tempfile.TemporaryDirectory(prefix="mmrace-bench-") as tmp:
+        options = TargetOptions(spec=spec, seed=seed, scheduler=scheduler)
+        config = RunConfig(
+            workloads.get("same-page"), "same-page", options, PLUGIN_TASKS, rounds, None, Path(tmp)
+        )
+        stats = trio.run(execute, config, make_target(options))
+    return stats.operations / stats.seconds
+
+
+def plugin_throughputs(rounds: int, repeat: int) -> list[Figure]:
+    """Each plug-in flavour under the controlled scheduler, random and PCT (d = 3), runs
+    interleaved; the figure is the median of `repeat` runs of each."""
+    runs: dict[tuple[str, str], list[float]] = {}
+    for seed in range(repeat):
+        for label, (spec, _) in PLUGINS.items():
+            for scheduler in ("random", "pct"):
+                runs.setdefault((label, scheduler), []).append(
+                    _plugin_once(spec, scheduler, rounds, seed)
+                )
+    figures = []
+    for (label, scheduler), values in runs.items():
+        target = PLUGINS[label][1]
+        value = statistics.median(values)
+        figures.append(
+            Figure(
+                f"{label}, {PLUGIN_TASKS} tasks, same-page, recorded: controlled ({scheduler})",
+                round(value),
+                "ops/s",
+                target,
+                value >= target,
+                f"median of {len(values)}; {rounds} rounds of {PLUGIN_TASKS} probes + 1 munmap; "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+            )
+        )
+    return figures
 
 
 def _deep_size(rec: Operation) -> int:
@@ -176,6 +223,7 @@ def run(repeat: int = 5, quick: bool = False, kernel: bool = True) -> list[Figur
     schedulers = {"trio": TRIO_TARGET, "random": CONTROLLED_TARGET, "pct": CONTROLLED_TARGET}
     figures = [
         *throughputs(schedulers, rounds, repeat),
+        *plugin_throughputs(50 if quick else 200, repeat),
         bytes_per_record(),
         rss_growth(300 if quick else 1500),
     ]

@@ -2,7 +2,10 @@
 
 A *cell* is one run: (variant or the correct core, workload, strategy). Strategies: `random` and
 `pct` (the controlled scheduler on the `model` target), `noise` (OS threads with seeded yield
-noise on `model-threads`) and `kernel` (the real kernel: false-alarm check only). A cell runs
+noise on `model-threads`) and `kernel` (the real kernel: false-alarm check only). The lock-free
+plug-ins of `stress.selftest.lockfree` (sync and async, no yield point) are raced like variants
+under the controlled scheduler (random, pct) and must be caught; their locked versions must not
+be flagged. A cell runs
 rounds through the harness (`stress.harness.execute`) and stops at the first detection: a round
 graded FORBIDDEN or UNSPECIFIED in the strict reading, or a round the linearizability checker
 finds no atomic order for (`stress.driver.RoundJudge` judges each round on its own as it ends,
@@ -43,6 +46,20 @@ STRATEGIES = {
 }
 KERNEL = "kernel"
 
+PLUGINS: dict[str, str] = {
+    "lockfree-sync": "stress.selftest.lockfree:nolock",
+    "lockfree-async": "stress.selftest.lockfree:nolock_async",
+}
+"""Plug-ins with a check-then-insert race and no yield point (stress/selftest/lockfree.py):
+the controlled scheduler must catch them by preempting their own code."""
+CORRECT_PLUGINS: dict[str, str] = {
+    "locked-sync": "stress.selftest.lockfree:locked",
+    "locked-async": "stress.selftest.lockfree:locked_async",
+}
+"""The same plug-ins with a lock: never flagged."""
+PLUGIN_STRATEGIES = ("random", "pct")
+PLUGIN_WORKLOAD = "same-page"
+
 EXPOSES: dict[str, tuple[str, ...]] = {
     "check-then-act": ("same-page", "same-range", "chain"),
     "start-only-overlap": ("partial-overlap", "chain"),
@@ -72,9 +89,12 @@ class CellSpec:
     variant: str | None
     workload: str
     strategy: str
+    plugin: str | None = None  # a key of PLUGINS or CORRECT_PLUGINS: that plug-in is raced
 
     @property
     def target(self) -> str:
+        if self.plugin is not None:
+            return {**PLUGINS, **CORRECT_PLUGINS}[self.plugin]
         return KERNEL if self.strategy == KERNEL else STRATEGIES[self.strategy][0]
 
     @property
@@ -83,7 +103,9 @@ class CellSpec:
 
     @property
     def subject(self) -> str:
-        """The variant's name, "correct" (the model core) or "kernel"."""
+        """The variant's name, "correct" (the model core), "kernel" or the plug-in's name."""
+        if self.plugin is not None:
+            return f"plugin-{self.plugin}"
         return self.variant or (KERNEL if self.strategy == KERNEL else "correct")
 
     @property
@@ -199,7 +221,7 @@ def leaf(exc: BaseException) -> BaseException:
 def replay_command(spec: CellSpec, cell_dir: Path, rounds: int, tasks: int, seed: int) -> str:
     """How to see it again: `mmrace replay DIR` where the schedule is recorded (exact), else the
     `mmrace run` line (same seed; threads and the kernel interleave differently each time)."""
-    if spec.target == "model":
+    if spec.target == "model" or spec.plugin is not None:  # controlled: a recorded schedule
         return f"mmrace replay {cell_dir}"
     variant = f" --variant {spec.variant}" if spec.variant else ""
     return (
@@ -209,16 +231,31 @@ def replay_command(spec: CellSpec, cell_dir: Path, rounds: int, tasks: int, seed
 
 
 def plan_cells(
-    variants: Sequence[str], *, false_alarm: bool = True, kernel: bool = True
+    variants: Sequence[str],
+    *,
+    false_alarm: bool = True,
+    kernel: bool = True,
+    plugins: bool = True,
 ) -> tuple[list[CellSpec], list[CellSpec]]:
     """(variant cells, false-alarm cells): each variant on its exposing workloads under every
-    strategy; the correct core on every workload they use and the catalog; the kernel on the
-    catalog and the extra workloads it can run."""
+    strategy, and the lock-free plug-ins under the controlled scheduler's; the correct core on
+    every workload they use and the catalog, the locked plug-ins; the kernel on the catalog and
+    the extra workloads it can run."""
     killers = [CellSpec(v, w, s) for v in variants for w in EXPOSES[v] for s in STRATEGIES]
+    if plugins:
+        killers += [
+            CellSpec(None, PLUGIN_WORKLOAD, s, plugin=p) for p in PLUGINS for s in PLUGIN_STRATEGIES
+        ]
     checks: list[CellSpec] = []
     if false_alarm:
         names = [*workloads.catalog(), *extra.TEXTS]
         checks += [CellSpec(None, w, s) for w in names for s in STRATEGIES]
+        if plugins:
+            checks += [
+                CellSpec(None, PLUGIN_WORKLOAD, s, plugin=p)
+                for p in CORRECT_PLUGINS
+                for s in PLUGIN_STRATEGIES
+            ]
         if kernel:
             checks += [CellSpec(None, w, KERNEL) for w in names if w not in extra.MODEL_ONLY]
     return killers, checks
@@ -232,18 +269,22 @@ class MutantsReport:
     cells: tuple[CellResult, ...]
     budget: float
     seconds: float
+    plugins: tuple[str, ...] = ()  # the PLUGINS raced (each must be caught like a variant)
 
     def killers(self, variant: str) -> list[CellResult]:
-        return [c for c in self.cells if c.spec.variant == variant]
+        """The cells of a variant, or of a plug-in (a key of PLUGINS)."""
+        if variant in PLUGINS:
+            return [c for c in self.cells if c.spec.plugin == variant]
+        return [c for c in self.cells if c.spec.variant == variant and c.spec.plugin is None]
 
     def best(self, variant: str) -> CellResult | None:
-        """The cell that killed `variant` fastest (None: it survived)."""
+        """The cell that killed `variant` (or plug-in) fastest (None: it survived)."""
         found = [c for c in self.killers(variant) if c.detected]
         return min(found, key=lambda c: c.seconds) if found else None
 
     @property
     def checks(self) -> list[CellResult]:
-        return [c for c in self.cells if c.spec.variant is None]
+        return [c for c in self.cells if c.spec.variant is None and c.spec.plugin not in PLUGINS]
 
     @property
     def false_alarms(self) -> list[CellResult]:
@@ -255,7 +296,16 @@ class MutantsReport:
 
     @property
     def survivors(self) -> list[str]:
-        return [v for v in self.variants if self.best(v) is None]
+        return [v for v in (*self.variants, *self.plugins) if self.best(v) is None]
+
+    @property
+    def plugin_median_seconds(self) -> float | None:
+        """Median seconds to catch a lock-free plug-in (over its cells that caught it)."""
+        times = sorted(c.seconds for p in self.plugins for c in self.killers(p) if c.detected)
+        if not times:
+            return None
+        mid = len(times) // 2
+        return times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
 
     @property
     def median_seconds(self) -> float | None:
@@ -281,7 +331,7 @@ class MutantsReport:
         """Per (variant, strategy): rounds and the first detection of its best workload (the
         input of the detection plot)."""
         out = []
-        for v in self.variants:
+        for v in (*self.variants, *self.plugins):
             for s in STRATEGIES:
                 mine = [c for c in self.killers(v) if c.spec.strategy == s]
                 if not mine:
@@ -319,6 +369,17 @@ class MutantsReport:
             "seconds": round(self.seconds, 3),
             "median_seconds_to_kill": self.median_seconds,
             "variants": variants,
+            "plugins": [
+                {
+                    "plugin": p,
+                    "target": PLUGINS[p],
+                    "killed": (b := self.best(p)) is not None,
+                    "best": b.to_json() if b else None,
+                    "cells": [c.to_json() for c in self.killers(p)],
+                }
+                for p in self.plugins
+            ],
+            "median_seconds_to_catch_plugins": self.plugin_median_seconds,
             "results": self.results(),
             "false_alarms": [c.to_json() for c in self.false_alarms],
             "cells": [c.to_json() for c in self.cells],
@@ -335,12 +396,13 @@ def run_all(
     max_rounds: int = 2000,
     false_alarm: bool = True,
     kernel: bool = True,
+    plugins: bool = True,
     on_cell: Callable[[CellResult], None] | None = None,
 ) -> MutantsReport:
     """Run the variant cells (60% of the budget, their unused time carried over), then the
     false-alarm cells (the rest), each cell getting an equal share of what is left."""
     started = time.monotonic()
-    killers, checks = plan_cells(variants, false_alarm=false_alarm, kernel=kernel)
+    killers, checks = plan_cells(variants, false_alarm=false_alarm, kernel=kernel, plugins=plugins)
     results: list[CellResult] = []
     for group, share in ((killers, 0.6 if checks else 1.0), (checks, 1.0)):
         end = started + budget * share
@@ -353,4 +415,7 @@ def run_all(
             results.append(result)
             if on_cell is not None:
                 on_cell(result)
-    return MutantsReport(tuple(variants), tuple(results), budget, time.monotonic() - started)
+    chosen = tuple(PLUGINS) if plugins else ()
+    return MutantsReport(
+        tuple(variants), tuple(results), budget, time.monotonic() - started, chosen
+    )

@@ -276,7 +276,8 @@ class Stamped:
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
         t0, records = self.now, []
         for task, plan in enumerate(plans):
-            if self.layout == "pair" and task < 2:
+            paired = self.layout == "pair" or (self.layout == "once" and round_index == 0)
+            if paired and task < 2:
                 span = (t0 + 5 * task, t0 + 5 * task + 10)  # 0 and 1 overlap
             else:
                 span = (t0 + 20 * task, t0 + 20 * task + 1)  # one after another
@@ -297,21 +298,39 @@ def test_summary_reports_both_overlap_figures(tmp_path: Path) -> None:
     assert overlap["warning"] is None and summary["warnings"] == []
 
 
-def test_a_race_that_never_raced_warns_and_junit_skips_not_errs(tmp_path: Path) -> None:
-    from stress.report import junit_xml, load_run
-
+def test_a_race_that_never_raced_is_unknown_and_says_what_to_try(tmp_path: Path) -> None:
     out = tmp_path / "serial"
     summary = perform(cfg(out, rounds=6), Stamped("serial"), check_timeout=30, handle_sigint=False)
     assert summary["overlap"]["ratio"] == 0.0
+    assert summary["verdict"] == "UNKNOWN" and summary["exit_code"] == 3  # nothing was verified
+    assert summary["check"]["verdict"] == "OK"  # (every result is explained: it is not wrong)
+    reason = summary["reasons"][0]
+    assert reason.startswith("no round really raced: in none of the 6 round(s)")
+    assert "(try more rounds or tasks, or a controlled scheduler)" in reason
+    assert summary["warnings"] == []  # the verdict says it, not a warning
+
+
+def test_a_race_that_rarely_raced_warns_and_junit_skips_not_errs(tmp_path: Path) -> None:
+    from stress.report import junit_xml, load_run
+
+    out = tmp_path / "once"
+    summary = perform(cfg(out, rounds=20), Stamped("once"), check_timeout=30, handle_sigint=False)
+    assert summary["overlap"]["rounds"] == 1
     assert summary["verdict"] == "OK"  # it says little, it is not wrong...
     assert summary["warnings"] == [summary["overlap"]["warning"]]  # ...and it says so
-    assert "only 0 of 6 rounds really raced" in summary["warnings"][0]
+    assert "only 1 of 20 rounds really raced" in summary["warnings"][0]
     view = load_run(out)
     check = {c.name: c for c in view.checks}["race overlap"]
     assert check.label == "WARN" and check.message == summary["warnings"][0]
     xml = junit_xml(view)
     assert 'errors="0"' in xml and 'failures="0"' in xml and 'skipped="1"' in xml
-    assert '<skipped message="only 0 of 6 rounds' in xml
+    assert '<skipped message="only 1 of 20 rounds' in xml
+
+
+def test_a_one_task_run_is_not_a_race(tmp_path: Path) -> None:
+    config = cfg(tmp_path / "one", tasks=1, rounds=4)
+    summary = perform(config, Stamped("serial"), check_timeout=30, handle_sigint=False)
+    assert summary["verdict"] == "OK" and summary["warnings"] == []
 
 
 # --- round records ---------------------------------------------------------------------------

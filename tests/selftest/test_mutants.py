@@ -84,13 +84,22 @@ def test_controlled_detection_is_reproducible(tmp_path: Path) -> None:
 
 def test_plan_cells_covers_strategies_and_false_alarm_targets() -> None:
     killers, checks = plan_cells(["check-then-act"])
-    assert {c.strategy for c in killers} == {"random", "pct", "noise"}
-    assert {c.workload for c in killers} == set(EXPOSES["check-then-act"])
-    assert {c.subject for c in checks} == {"correct", "kernel"}
+    variant_cells = [c for c in killers if c.plugin is None]
+    assert {c.strategy for c in variant_cells} == {"random", "pct", "noise"}
+    assert {c.workload for c in variant_cells} == set(EXPOSES["check-then-act"])
+    plugin_cells = {(c.subject, c.strategy) for c in killers if c.plugin is not None}
+    assert plugin_cells == {
+        (f"plugin-{p}", s) for p in ("lockfree-sync", "lockfree-async") for s in ("random", "pct")
+    }
+    assert {c.subject for c in checks} == {
+        "correct", "kernel", "plugin-locked-sync", "plugin-locked-async"
+    }  # fmt: skip
     kernel_workloads = {c.workload for c in checks if c.strategy == "kernel"}
     assert "mprotect-hole" not in kernel_workloads and "same-page" in kernel_workloads
     _, none = plan_cells(["check-then-act"], false_alarm=False)
     assert none == []
+    only, _ = plan_cells(["check-then-act"], plugins=False)
+    assert all(c.plugin is None for c in only)
 
 
 def test_run_all_writes_results_the_plots_read(tmp_path: Path) -> None:
@@ -102,14 +111,44 @@ def test_run_all_writes_results_the_plots_read(tmp_path: Path) -> None:
         false_alarm=False,
     )
     assert report.ok and report.median_seconds is not None
+    assert report.plugins == ("lockfree-sync", "lockfree-async")
+    assert report.plugin_median_seconds is not None
     data = report.to_json()
+    assert [p["killed"] for p in data["plugins"]] == [True, True]
     path = tmp_path / "mutants.json"
     path.write_text(json.dumps(data))
     loaded = load_mutants(path)
     assert {(r.variant, r.strategy) for r in loaded} == {
         (v, s) for v in ("check-then-act", "adjacent-overlap") for s in ("random", "pct", "noise")
-    }
+    } | {(p, s) for p in ("lockfree-sync", "lockfree-async") for s in ("random", "pct")}
     assert all(r.detected_at is not None and r.detected_at <= r.rounds for r in loaded)
+
+
+@pytest.mark.parametrize("plugin", ["lockfree-sync", "lockfree-async"])
+def test_lock_free_plugin_is_caught_and_its_locked_version_is_not(
+    plugin: str, tmp_path: Path
+) -> None:
+    caught = run_cell(
+        CellSpec(None, "same-page", "pct", plugin=plugin),
+        seconds=20,
+        max_rounds=300,
+        tasks=4,
+        seed=2,
+        out=tmp_path,
+    )
+    assert caught.error is None and caught.detected_at is not None
+    assert caught.replay == f"mmrace replay {tmp_path / f'plugin-{plugin}' / 'same-page-pct'}"
+    locked = plugin.replace("lockfree", "locked")
+    clean = run_cell(
+        CellSpec(None, "same-page", "random", plugin=locked),
+        seconds=20,
+        max_rounds=100,
+        tasks=4,
+        seed=2,
+        out=tmp_path,
+    )
+    assert clean.error is None and clean.rounds == 100
+    assert clean.detected_at is None and clean.unknown_rounds == 0
 
 
 def _args(**overrides: object) -> argparse.Namespace:
