@@ -9,7 +9,7 @@ model (`MmModel`) with its sound reductions: the race pass, time cuts and footpr
 
 from stress.checker._engine import check
 from stress.checker._minimize import minimize, prefix_at
-from stress.checker._mm_check import check_events, minimized, witness
+from stress.checker._mm_check import Tuning, check_events, minimized, witness
 from stress.checker._mm_model import MmModel, check_history, describe_state, params_of, to_events
 from stress.checker._mm_text import counterexample_lines, render, result_json
 from stress.checker._race_pass import Finding, race_pass
@@ -30,6 +30,7 @@ __all__ = [
     "Finding",
     "MmModel",
     "Model",
+    "Tuning",
     "Verdict",
     "check",
     "check_events",

@@ -42,12 +42,16 @@ def check(
     partitioned: bool = True,
     workers: int | None = None,
     progress: Progress | None = None,
+    pool_min_events: int = POOL_MIN_EVENTS,
+    pool_min_partitions: int = POOL_MIN_PARTITIONS,
 ) -> CheckResult:
     """Is ``events`` linearizable with respect to ``model``?
 
     ``timeout`` (seconds) bounds the whole check; ``partitioned=False`` ignores the model's
     partition; ``workers=1`` forces a serial check, ``workers=k`` a pool of k processes, None
-    lets the engine decide. ``progress(done, total)`` is called after each partition.
+    lets the engine decide: a pool of 2 for at least ``pool_min_events`` events in at least
+    ``pool_min_partitions`` partitions (the verdict never depends on it). ``progress(done,
+    total)`` is called after each partition.
     """
     start = time.monotonic()
     deadline = None if timeout is None else start + timeout
@@ -57,7 +61,7 @@ def check(
     parts.sort(key=len)
     total = len(parts)
     if workers is None:
-        big = len(events) >= POOL_MIN_EVENTS and total >= POOL_MIN_PARTITIONS
+        big = len(events) >= pool_min_events and total >= pool_min_partitions
         workers = min(2, os.cpu_count() or 1) if big else 1
     if workers > 1 and total > 1 and _picklable(model):
         outcomes = _run_pool(model, parts, deadline, workers, progress)

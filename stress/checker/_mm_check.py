@@ -19,12 +19,35 @@ from typing import Any
 import attrs
 
 import mm
-from stress.checker._engine import check
+from stress.checker._engine import POOL_MIN_EVENTS, POOL_MIN_PARTITIONS, check
 from stress.checker._minimize import minimize
 from stress.checker._mm_model import MmModel
-from stress.checker._mm_partition import partition
+from stress.checker._mm_partition import SMALL, partition
+from stress.checker._mm_places import guessed, places_for
 from stress.checker._race_pass import race_pass
 from stress.checker._types import BaseModel, CheckResult, Event, Verdict
+
+
+@attrs.frozen
+class Tuning:
+    """When the reductions switch on. Verdicts never depend on these (each reduction is sound
+    at any size); they only trade speed. Tests set them to 0 so tiny histories go through every
+    reduction (`tests/checker/test_oracle.py`).
+
+    `split_above`: segments longer than this are split by footprint; `pool_min_events` and
+    `pool_min_partitions`: the engine's process pool; `direct_orders`: settle a part that a
+    direct order explains (`witness`) without searching it.
+    """
+
+    split_above: int = SMALL
+    pool_min_events: int = POOL_MIN_EVENTS
+    pool_min_partitions: int = POOL_MIN_PARTITIONS
+    direct_orders: bool = True
+
+    @classmethod
+    def everything(cls) -> Tuning:
+        """Every reduction on, whatever the size: footprints, the pool, no direct orders."""
+        return cls(split_above=0, pool_min_events=0, pool_min_partitions=1, direct_orders=False)
 
 
 def check_events(
@@ -34,13 +57,14 @@ def check_events(
     *,
     timeout: float | None = None,
     workers: int | None = None,
+    tuning: Tuning = Tuning(),
 ) -> CheckResult:
     """Is the history linearizable with respect to the `mm` spec? (see the module docstring)."""
     # The events are many long-lived acyclic objects: move them out of the cyclic GC's sight
     # for the duration of the check, so that collections triggered by the search stay cheap.
     gc.freeze()
     try:
-        return _check_events(params, events, rounds, timeout, workers)
+        return _check_events(params, events, rounds, timeout, workers, tuning)
     finally:
         gc.unfreeze()
 
@@ -51,12 +75,13 @@ def _check_events(
     rounds: Sequence[int] | None,
     timeout: float | None,
     workers: int | None,
+    tuning: Tuning,
 ) -> CheckResult:
     start = time.monotonic()
-    model = MmModel(params)
+    model = MmModel(params, places_for(events, params))
     note = ""
     findings = race_pass(events, params, rounds)
-    parts = partition(events, params)
+    parts = partition(events, params, split_above=tuning.split_above)
     if findings:
         finding = findings[0]
         part = _part_of(parts, events[finding.first])
@@ -79,16 +104,28 @@ def _check_events(
                 counterexample=confirmed.counterexample if found else None,
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
-    rest = [part for part in parts if not witness(model, part)]
+    rest = [part for part in parts if not (tuning.direct_orders and witness(model, part))]
     budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
     flat = [e for part in rest for e in part]
-    result = check(_Split(model, rest), flat, timeout=budget, workers=workers)
+    result = check(
+        _Split(model, rest),
+        flat,
+        timeout=budget,
+        workers=workers,
+        pool_min_events=tuning.pool_min_events,
+        pool_min_partitions=tuning.pool_min_partitions,
+    )
     direct = len(parts) - len(rest)
     reason = result.reason
     if result.verdict is Verdict.OK:
         reason = (
             f"all {len(parts)} partitions linearizable ({direct} by a direct order, "
             f"{len(rest)} by search)"
+        )
+    elif direct:  # the engine numbered only the searched parts: say how many there were
+        reason = (
+            f"{reason}; of the history's {len(parts)} partitions, {direct} were explained by "
+            f"a direct order and {len(rest)} searched"
         )
     result = attrs.evolve(
         result,
@@ -98,10 +135,12 @@ def _check_events(
         seconds=time.monotonic() - start,
         reason=reason + note,
     )
-    if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
-        guess = [
-            e for e in result.counterexample.events if e.ret is None and mm.is_nonfixed(e.input)
-        ]
+    if (
+        result.verdict is Verdict.VIOLATION
+        and result.counterexample is not None
+        and model.places is None  # with places every placement that matters was tried
+    ):
+        guess = guessed(result.counterexample.events, model.params)
         if guess:
             return attrs.evolve(
                 result,
@@ -109,7 +148,8 @@ def _check_events(
                 reason=(
                     f"{result.reason}, but it holds a non-fixed mmap with no response (task "
                     f"{guess[0].task}) that may have mapped anywhere; the search only tried its "
-                    f"hint or the spec's placement"
+                    f"hint or the spec's placement (the history is too large for the complete "
+                    f"set of placements, or has MAP_GROWSDOWN)"
                 ),
             )
     return result
@@ -123,6 +163,8 @@ def minimized(model: MmModel, result: CheckResult, timeout: float | None) -> Che
     if shrinking fails or runs out of time). Spends at most ``MINIMIZE_SECONDS`` (or
     ``timeout``, when smaller)."""
     assert result.counterexample is not None
+    if model.places is None:  # the counterexample's own places (they serve its sub-histories)
+        model = attrs.evolve(model, places=places_for(result.counterexample.events, model.params))
     budget = MINIMIZE_SECONDS if timeout is None else min(MINIMIZE_SECONDS, timeout)
     deadline = time.monotonic() + budget
     smaller = minimize(model, result.counterexample.events, timeout=budget)
@@ -204,7 +246,7 @@ class _Split(BaseModel):
         return self.parts
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (MmModel, (self.model.params,))
+        return (MmModel, (self.model.params, self.model.places))
 
 
 def _part_of(parts: Sequence[Sequence[Event]], event: Event) -> list[Event]:

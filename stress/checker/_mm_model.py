@@ -6,10 +6,10 @@ allowed-placement predicate, never predicted.
 
 Pending calls (no response): a fixed call, munmap or mprotect that took effect did so with the
 spec's result in the state where it took effect, so its outcome is that state's successor.
-A pending *non-fixed* mmap may have mapped any free range: the model only tries the spec's
-deterministic placement (the hint when free, else top-down). That is complete for OK (an order
-found is a real order) but a VIOLATION might be explained by another placement, so
-`check_history` turns such a VIOLATION into UNKNOWN.
+A pending *non-fixed* mmap may have mapped any free range: the model tries the spec's own
+placement and, when the history has `Places` (`_mm_places`), every candidate placement, which
+is complete on its domain. Without places a VIOLATION that needs such a call might be explained
+by another placement, so `check_events` turns it into UNKNOWN.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import attrs
 
 import mm
 from stress.checker import _mm_partition as _part
+from stress.checker._mm_places import Places
 from stress.checker._types import BaseModel, Event
 
 # step cache shared by every model with the same params (and kept across partitions, also in
@@ -34,9 +35,13 @@ _ILLEGAL = object()
 
 @attrs.frozen
 class MmModel(BaseModel):
-    """The `mm` spec with machine parameters ``params``; picklable (it holds only params)."""
+    """The `mm` spec with machine parameters ``params``; picklable (it holds only values).
+
+    ``places``: where a pending non-fixed mmap of this history may have mapped (None: the
+    spec's placement only)."""
 
     params: mm.Params = attrs.field(factory=mm.Params.reference)
+    places: Places | None = None
 
     def init(self) -> Hashable:
         return mm.State.empty()
@@ -56,9 +61,21 @@ class MmModel(BaseModel):
         return None if after is _ILLEGAL else after
 
     def pending_outcomes(self, state: Any, input: Any) -> Iterable[Hashable]:
-        decided = mm.plan(state, self.params, input)
-        if decided.changes:
-            yield mm.commit(state, decided.changes)
+        params = self.params
+        decided = mm.plan(state, params, input)
+        if not decided.changes:
+            return
+        spec = mm.commit(state, decided.changes)
+        yield spec
+        if self.places is None or not mm.is_nonfixed(input) or decided.result < 0:
+            return
+        seen = {spec}
+        page = params.page_size
+        for x in self.places.candidates(state, mm.page_length(input.length, page), page):
+            after = mm.step_observed(state, params, input, x)
+            if after is not None and after not in seen:
+                seen.add(after)
+                yield after
 
     def is_observer(self, input: Any, output: Any) -> bool:
         """Failures that change nothing in any state: every failed mmap and munmap, and a failed

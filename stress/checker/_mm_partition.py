@@ -32,7 +32,20 @@ operations *couple everything* and the segment they are in stays one part:
 Failures whose result the arguments alone decide have an empty footprint: they are grouped in one
 part of their own per segment.
 
-**Impossible results.** A munmap, or a fixed mmap, that returned ENOMEM which its arguments do
+**Impossible results.** Some results no state allows at all (`impossible`): a fixed mmap that
+succeeded at another address than its own; a result other than the one the arguments alone
+decide (the same with nothing and with everything mapped), ENOMEM aside; a non-fixed mmap placed
+at an unaligned address or outside [mmap_min_addr, TASK_SIZE). Such an event makes the history
+non-linearizable wherever it stands, so it is a part of its own (first, in any segment): the
+search fails on it at once instead of trying every order of the calls around it.
+
+A non-fixed mmap's ENOMEM that its arguments do not explain needs an address space with no
+free range of its length: a segment of n calls whose mmaps ask for M bytes in all leaves at
+least ``(space - M) / (2n + 1)`` bytes free in one range (at most 2n mappings cut the free
+space in at most 2n + 1 ranges), less a stack guard gap; when that is more than the call's
+length, its ENOMEM is impossible too.
+
+A munmap, or a fixed mmap, that returned ENOMEM which its arguments do
 not explain is legal only with the mapping count at max_map_count (munmap splits a mapping;
 MAP_FIXED inside one splits it too). A segment starts from the empty space and each of its n
 calls adds at most two mappings, so when ``2 * n < max_map_count`` such a call is illegal in
@@ -73,6 +86,42 @@ def args_decide(op: mm.Op, params: mm.Params) -> int | None:
 def span(op: mm.Op, params: mm.Params) -> Range:
     """The pages a call names (`mm.page_range`): a fixed call's range, a hint's range."""
     return mm.page_range(op, params.page_size)
+
+
+Bounds = tuple[int, int]  # a call's result with nothing mapped, and with everything mapped
+
+
+def bounds(op: mm.Op, params: mm.Params) -> Bounds:
+    """The spec's results for ``op`` in the empty and in the full address space."""
+    return mm.plan(mm.State.empty(), params, op).result, mm.plan(_full(params), params, op).result
+
+
+def impossible(op: mm.Op, result: int | None, params: mm.Params, ends: Bounds) -> bool:
+    """Is this completed result illegal in every state? ``ends`` is `bounds(op, params)`.
+
+    The rules decide every error from the arguments alone except EEXIST (a NOREPLACE overlap:
+    the full space gives it) and ENOMEM (no room, a hole, the mapping count), so an error other
+    than ENOMEM that neither end gives is impossible; so is a success where both ends give the
+    same error, a munmap or mprotect result other than 0, a fixed mmap at another address, and
+    a non-fixed one placed unaligned or outside [mmap_min_addr, TASK_SIZE).
+    """
+    if result is None:
+        return False
+    empty, full = ends
+    if result < 0:
+        return result != -mm.ENOMEM and result not in (empty, full)
+    if empty < 0 and empty == full:
+        return True
+    if op.kind != "mmap":
+        return result != 0
+    if mm.is_fixed(op):
+        return result != op.addr % U64
+    length = mm.page_length(op.length, params.page_size)
+    return (
+        result % params.page_size != 0
+        or result < params.mmap_min_addr
+        or result + length > params.task_size
+    )
 
 
 def footprint(op: mm.Op, result: int | None, params: mm.Params) -> list[Range] | str | None:
@@ -269,15 +318,48 @@ def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
     return parts
 
 
-def partition(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
+def partition(
+    events: Sequence[Event], params: mm.Params, *, split_above: int = SMALL
+) -> list[list[Event]]:
     """Time cuts, then footprint components inside each segment, then time cuts again.
 
-    Segments of at most `SMALL` events stay whole (a coarser partition is always sound, and a
-    small part is cheaper to search than to split).
+    Segments of at most ``split_above`` events stay whole (a coarser partition is always sound,
+    and a small part is cheaper to search than to split).
     """
     parts: list[list[Event]] = []
+    ends: dict[int, Bounds] = {}  # by op identity: identical calls share one op
+
+    page = params.page_size
+    space = params.task_size - params.mmap_min_addr
+    guard = GUARD_GAP_PAGES * page
+
+    def hopeless(e: Event, short: bool, room: int) -> bool:
+        if e.ret is None:
+            return False
+        op = e.input
+        got = ends.get(id(op))
+        if got is None:
+            got = ends[id(op)] = bounds(op, params)
+        if impossible(op, e.output, params, got):
+            return True
+        if not short or e.output != -mm.ENOMEM:
+            return False
+        if mm.is_nonfixed(op):  # no room to be short of, unless the arguments say so
+            return got[0] >= 0 and room >= mm.page_length(op.length, page)
+        return footprint(op, e.output, params) == MAP_COUNT
+
     for segment in time_segments(events, params):
-        if len(segment) <= SMALL or 2 * len(segment) >= params.max_map_count:
+        short = 2 * len(segment) < params.max_map_count  # the count cannot reach the limit
+        asked = sum(mm.page_length(e.input.length, page) for e in segment if e.input.kind == "mmap")
+        room = (space - asked) // (2 * len(segment) + 1) - guard
+        lost = [e for e in segment if hopeless(e, short, room)]
+        if lost:  # parts of their own, first (the engine searches the smallest first)
+            parts.extend([e] for e in lost)
+            gone = {id(e) for e in lost}
+            segment = [e for e in segment if id(e) not in gone]
+            if not segment:
+                continue
+        if len(segment) <= split_above or 2 * len(segment) >= params.max_map_count:
             parts.append(segment)
             continue
         for group in components(segment, params):

@@ -123,8 +123,7 @@ def test_partition_splits_disjoint_ranges_and_joins_overlaps(
     b = [ev(2, nr(B + 4 * P, 2), B + 4 * P, 2, 12), ev(3, nr(B + 5 * P), -mm.EEXIST, 3, 13)]
     touching = [ev(4, nr(B + P), B + P, 4, 14)]
     assert [len(p) for p in part.partition(a + b + touching, PARAMS)] == [5]  # small: whole
-    monkeypatch.setattr(part, "SMALL", 0)
-    parts = part.partition(a + b + touching, PARAMS)
+    parts = part.partition(a + b + touching, PARAMS, split_above=0)
     assert sorted(sorted(e.task for e in p) for p in parts) == [[0, 1], [2, 3], [4]]
 
 
@@ -363,12 +362,15 @@ def test_a_mapping_hinted_near_2_64_keeps_its_whole_length(
 
 
 def test_an_unknown_verdict_shows_its_candidate_only_as_such() -> None:
-    """A pending non-fixed mmap may have mapped anywhere: the search tries only the spec's
-    placement, so a failed search is UNKNOWN and its counterexample only a candidate."""
+    """A pending non-fixed mmap may have mapped anywhere. Within its domain the checker tries
+    a complete set of placements; a pending mmap longer than that domain's depth gets only the
+    spec's placement, so a failed search is UNKNOWN and its counterexample only a candidate."""
     from stress.checker import render
+    from stress.checker._mm_places import MAX_DEPTH_PAGES
 
     params = mm.Params.reference()
-    hint = mm.Op.mmap(B, P, mm.PROT_READ, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    length = (MAX_DEPTH_PAGES + 1) * P
+    hint = mm.Op.mmap(B, length, mm.PROT_READ, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
     probe = mm.Op.mmap(B, P, mm.PROT_READ, NR)
     later = mm.Op.mmap(B + P, P, mm.PROT_READ, NR)
     # The probe wins B, so the pending hint cannot have been placed there; the later probe's
@@ -378,6 +380,10 @@ def test_an_unknown_verdict_shows_its_candidate_only_as_such() -> None:
         Event(1, probe, B, 1, 2),
         Event(2, later, -mm.EEXIST, 3, 4),
     ]
+    # Shorter, the same history is decided: the placement B + P is among the candidates.
+    short = mm.Op.mmap(B, 2 * P, mm.PROT_READ, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    decided = check_events(params, [Event(0, short, None, 0, None), *events[1:]], None, timeout=10)
+    assert decided.verdict is Verdict.OK
     result = check_events(params, events, None, timeout=10)
     assert result.verdict is Verdict.UNKNOWN and "may have mapped anywhere" in result.reason
     assert result.counterexample is not None

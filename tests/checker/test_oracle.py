@@ -1,6 +1,6 @@
-"""The mm checker against an independent brute-force oracle (`tests/oracle/brute.py`).
+"""The mm checker against an independent brute-force oracle (`tests/checker/oracle/brute.py`).
 
-`test_checker_agrees_with_oracle` draws tiny histories (`tests/oracle/strategies.py`: 2-4
+`test_checker_agrees_with_oracle` draws tiny histories (`tests/checker/oracle/strategies.py`: 2-4
 tasks, 1-4 calls each, NOREPLACE / MAP_FIXED / hinted mmaps, munmap, mprotect, pending calls,
 touching and nested intervals, results from a sequential run of the spec and perturbed ones)
 and requires the checker's verdict to be the oracle's: OK when the oracle finds an order,
@@ -15,17 +15,15 @@ search, and the pool needs two).
 
 CI runs 150 examples per variant. A longer run (tens of thousands of examples), e.g.:
 
-    MMRACE_ORACLE_EXAMPLES=20000 .venv/bin/python -m pytest tests/test_checker_oracle.py \
+    MMRACE_ORACLE_EXAMPLES=20000 .venv/bin/python -m pytest tests/checker/test_oracle.py \
         -k agrees -p no:cacheprovider
 
 (`MMRACE_ORACLE_EXAMPLES` is the number of examples per variant.)
 
-Today `test_checker_agrees_with_oracle` fails (in every variant): the checker ignores program
-order between calls whose stamps touch, takes the length of a mapping hinted within its length
-of 2^64 from the clipped hint range, and turns every VIOLATION with a pending non-fixed mmap
-into UNKNOWN. `test_known_disagreements` holds the minimal histories of the disagreements
-found so far, each marked xfail(strict=True) with its diagnosis: when a fix lands, its case
-starts passing and the strict xfail says so. The oracle is tested on its own on hand-written
+`test_former_disagreements_stay_fixed` keeps the minimal histories of every disagreement
+found so far (program order of touching stamps, mappings hinted within their length of 2^64,
+pending non-fixed mmaps, impossible results), each with the cause that was fixed, as plain
+regression cases. The oracle is tested on its own on hand-written
 histories with known answers and on sequential runs (`test_oracle_*`).
 
 Every use of mmrace's checker goes through `_checker()` below, the only place that imports
@@ -40,11 +38,11 @@ from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from oracle import brute
-from oracle.brute import Call
-from oracle.strategies import Tiny, histories
 
 import mm
+from tests.checker.oracle import brute
+from tests.checker.oracle.brute import Call
+from tests.checker.oracle.strategies import Tiny, histories
 
 
 class Judged(NamedTuple):
@@ -55,15 +53,12 @@ class Judged(NamedTuple):
 
 
 class Checker(NamedTuple):
-    check: Callable[[mm.Params, Sequence[Call], float], Judged]
-    force_reductions: Callable[[pytest.MonkeyPatch, bool], None]
+    check: Callable[[mm.Params, Sequence[Call], float, str], Judged]
 
 
 def _checker() -> Checker:
     """mmrace's checker entry point and its size thresholds: the only imports from `stress`."""
-    from stress.checker import Event, Verdict, _engine, mm_check, mm_partition
-    from stress.checker.mm_check import check_events, minimized
-    from stress.checker.mm_model import MmModel
+    from stress.checker import Event, MmModel, Tuning, Verdict, check_events, minimized
 
     def calls_of(events: Sequence[Any]) -> tuple[Call, ...]:
         return tuple(
@@ -71,9 +66,18 @@ def _checker() -> Checker:
             for e in events
         )
 
-    def check(params: mm.Params, calls: Sequence[Call], timeout: float) -> Judged:
+    tunings = {
+        "as-shipped": Tuning(),
+        # the footprint partition and the process pool whatever the size
+        "thresholds-0": Tuning(split_above=0, pool_min_events=0, pool_min_partitions=1),
+        # and no part settled by a direct order: every part goes to the engine (and, with two
+        # or more, to its process pool, which tiny histories otherwise never reach)
+        "thresholds-0-no-witness": Tuning.everything(),
+    }
+
+    def check(params: mm.Params, calls: Sequence[Call], timeout: float, variant: str) -> Judged:
         events = [Event(c.task, c.op, c.result, c.call, c.ret) for c in calls]
-        result = check_events(params, events, None, timeout=timeout)
+        result = check_events(params, events, None, timeout=timeout, tuning=tunings[variant])
         cex = small = None
         if result.verdict is Verdict.VIOLATION and result.counterexample is not None:
             cex = calls_of(result.counterexample.events)
@@ -82,17 +86,7 @@ def _checker() -> Checker:
             small = calls_of(shrunk.counterexample.events)
         return Judged(result.verdict.value, result.reason, cex, small)
 
-    def force_reductions(patch: pytest.MonkeyPatch, search_all: bool) -> None:
-        """Footprint partition and process pool on whatever the size; ``search_all``: no part
-        is settled by mm_check.witness, so every part goes to the engine (and, when there are
-        two or more, to its process pool, which tiny histories otherwise never reach)."""
-        patch.setattr(mm_partition, "SMALL", 0)
-        patch.setattr(_engine, "POOL_MIN_EVENTS", 0)
-        patch.setattr(_engine, "POOL_MIN_PARTITIONS", 1)
-        if search_all:
-            patch.setattr(mm_check, "witness", lambda model, part: False)
-
-    return Checker(check, force_reductions)
+    return Checker(check)
 
 
 TIMEOUT = 10.0
@@ -107,12 +101,14 @@ RW = mm.PROT_READ | mm.PROT_WRITE
 REF = mm.Params.reference()
 
 
-def disagreement(params: mm.Params, calls: Sequence[Call], timeout: float = TIMEOUT) -> str | None:
+def disagreement(
+    params: mm.Params, calls: Sequence[Call], timeout: float = TIMEOUT, variant: str = "as-shipped"
+) -> str | None:
     """Why the checker's answer on this history is wrong per the oracle (None: it is right)."""
     truth = brute.check(params, calls)
     if truth.linearizable is True:
         assert brute.replay(params, calls, truth.order), "the oracle's own witness fails"
-    got = CHECKER.check(params, calls, timeout)
+    got = CHECKER.check(params, calls, timeout, variant)
     want = {True: "OK", False: "VIOLATION", None: None}[truth.linearizable]
     if want is not None and got.verdict != want:
         return f"checker {got.verdict} ({got.reason}); oracle {want} ({truth.reason})"
@@ -130,13 +126,10 @@ def _run_differential(variant: str) -> None:
     )
     @given(histories())
     def differ(h: Tiny) -> None:
-        problem = disagreement(h.params, h.calls)
+        problem = disagreement(h.params, h.calls, variant=variant)
         assert problem is None, f"{problem}\n{h.note}: params={h.params!r}\ncalls={h.calls!r}"
 
-    with pytest.MonkeyPatch.context() as patch:
-        if variant != "as-shipped":
-            CHECKER.force_reductions(patch, variant == "thresholds-0-no-witness")
-        differ()
+    differ()
 
 
 @pytest.mark.parametrize("variant", ["as-shipped", "thresholds-0", "thresholds-0-no-witness"])
@@ -294,21 +287,16 @@ def test_oracle_shortcut_agrees_with_its_search(h: Tiny) -> None:
 
 
 # --- the disagreements found so far ---------------------------------------------------------
-# The minimal histories of every class of disagreement the differential test found, with the
-# diagnosis (file and function of the checker) as the reason. Each is xfail(strict=True):
-# it documents a checker defect and starts to XPASS, failing the suite, once that defect is
-# fixed, so the mark must then be removed.
+# The minimal histories of every class of disagreement the differential test found, each with
+# the diagnosis of the checker defect that caused it (now fixed): they must stay agreed.
 
 _WRAP = mm.Op.mmap(TOP - P, 2 * P, RW, ANON)  # hint 2^64 - P, two pages: the hint never fits
 _HINT0 = mm.Op.mmap(0, P, RW, ANON)
 
 
 def _known(name: str, calls: list[Call], forced: bool, reason: str, **kw: Any) -> Any:
-    return pytest.param(
-        (REF, tuple(calls), forced, kw.get("timeout", TIMEOUT)),
-        id=name,
-        marks=pytest.mark.xfail(strict=True, reason=reason),
-    )
+    """A disagreement the oracle found and the checker no longer has (``reason``: its cause)."""
+    return pytest.param((REF, tuple(calls), forced, kw.get("timeout", TIMEOUT)), id=name)
 
 
 _PROGRAM_ORDER = (
@@ -398,6 +386,15 @@ KNOWN = [
         _PENDING_NONFIXED,
     ),
     _known(
+        "pending-nonfixed-too-long-to-map-violation",  # 2^64 - P: ENOMEM always, still exact
+        [
+            Call(0, mm.Op.mmap(0, TOP - P, RW, ANON), None, 0, None),
+            Call(1, _nr(B), -mm.EEXIST, 1, 2),
+        ],
+        True,
+        _PENDING_NONFIXED,
+    ),
+    _known(
         "pending-nonfixed-irrelevant-violation",
         [Call(0, _HINT0, None, 0, None), Call(1, _nr(B), B + P, 1, 2)],  # NR at another address
         False,
@@ -423,9 +420,9 @@ KNOWN = [
 
 
 @pytest.mark.parametrize("case", KNOWN)
-def test_known_disagreements(case: tuple[mm.Params, tuple[Call, ...], bool, float]) -> None:
+def test_former_disagreements_stay_fixed(
+    case: tuple[mm.Params, tuple[Call, ...], bool, float],
+) -> None:
     params, calls, forced, timeout = case
-    with pytest.MonkeyPatch.context() as patch:
-        if forced:
-            CHECKER.force_reductions(patch, False)
-        assert disagreement(params, calls, timeout) is None
+    variant = "thresholds-0" if forced else "as-shipped"
+    assert disagreement(params, calls, timeout, variant) is None

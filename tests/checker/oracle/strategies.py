@@ -24,7 +24,7 @@ from typing import NamedTuple
 from hypothesis import strategies as st
 
 import mm
-from oracle.brute import Call, is_nonfixed_mmap
+from tests.checker.oracle.brute import Call, is_nonfixed_mmap
 
 P = 4096
 B = 0x100000000000
