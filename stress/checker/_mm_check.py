@@ -25,7 +25,7 @@ from stress.checker._mm_model import MmModel
 from stress.checker._mm_partition import SMALL, partition
 from stress.checker._mm_places import guessed, places_for
 from stress.checker._race_pass import race_pass
-from stress.checker._types import BaseModel, CheckResult, Event, Verdict
+from stress.checker._types import BY_CALL, BaseModel, CheckResult, Event, Verdict
 
 
 @attrs.frozen
@@ -181,11 +181,11 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
     no waiting call had to precede (real time, and program order: never a later call of a
     waiting call's task). True proves the part linearizable; False only means the search must
     decide."""
-    order = sorted(part, key=_by_call)
+    order = sorted(part, key=BY_CALL)
     n = len(order)
     done = [False] * n
     state = model.init()
-    step = model.step
+    step = model.stepper()
     k = 0
     while k < n:
         e = order[k]
@@ -221,10 +221,6 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
         else:
             return False
     return True
-
-
-def _by_call(e: Event) -> int:
-    return e.call
 
 
 class _Split(BaseModel):
