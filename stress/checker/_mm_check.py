@@ -81,10 +81,11 @@ def _check_events(
     model = MmModel(params, places_for(events, params))
     note = ""
     findings = race_pass(events, params, rounds)
-    parts = partition(events, params, split_above=tuning.split_above)
     if findings:
         finding = findings[0]
-        part = _part_of(parts, events[finding.first])
+        first = events[finding.first]
+        parts = partition(events, params, split_above=tuning.split_above, holding=first)
+        part = _part_of(parts, first)
         confirmed = check(model, part, timeout=timeout, partitioned=False, workers=1)
         if confirmed.verdict is not Verdict.OK:
             found = confirmed.verdict is Verdict.VIOLATION
@@ -104,6 +105,7 @@ def _check_events(
                 counterexample=confirmed.counterexample if found else None,
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
+    parts = partition(events, params, split_above=tuning.split_above)
     rest = [part for part in parts if not (tuning.direct_orders and witness(model, part))]
     budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
     flat = [e for part in rest for e in part]

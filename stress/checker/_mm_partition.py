@@ -315,12 +315,18 @@ def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
 
 
 def partition(
-    events: Sequence[Event], params: mm.Params, *, split_above: int = SMALL
+    events: Sequence[Event],
+    params: mm.Params,
+    *,
+    split_above: int = SMALL,
+    holding: Event | None = None,
 ) -> list[list[Event]]:
     """Time cuts, then footprint components inside each segment, then time cuts again.
 
     Segments of at most ``split_above`` events stay whole (a coarser partition is always sound,
-    and a small part is cheaper to search than to split).
+    and a small part is cheaper to search than to split). With ``holding``, only the segment
+    that holds that event (by identity) is split further: the race pass's confirming search
+    needs just its part.
     """
     parts: list[list[Event]] = []
     ends: dict[int, Bounds] = {}  # by op identity: identical calls share one op
@@ -363,6 +369,9 @@ def partition(
         return got
 
     for segment in time_segments(events, params):
+        if holding is not None and not any(e is holding for e in segment):
+            parts.append(segment)
+            continue
         short = 2 * len(segment) < params.max_map_count  # the count cannot reach the limit
         asked = sum(asks(e.input) for e in segment)
         room = (space - asked) // (2 * len(segment) + 1) - guard
