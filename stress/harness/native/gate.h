@@ -1,0 +1,102 @@
+/* mmrace native racer: the start gate and the stamps, shared by racer.c and the bench's bare loop.
+ *
+ * The gate is built for machines with fewer cores than threads (CI has 2): a waiting thread
+ * spins on an atomic word for a bounded number of turns (long when every thread has a core of
+ * its own, short otherwise), then sleeps in FUTEX_WAIT on that word; the releaser bumps the
+ * word and issues one FUTEX_WAKE only when some thread announced that it sleeps. No sched_yield
+ * (erratic when threads outnumber cores) and nothing is pinned. This file is part of mmrace
+ * (MIT); it is compiled on first use into a per-user cache, never shipped as a binary. */
+#ifndef MMRACE_GATE_H
+#define MMRACE_GATE_H
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline int64_t mmr_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void mmr_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static inline long mmr_futex(_Atomic uint32_t *word, int op, uint32_t val,
+                             const struct timespec *timeout) {
+    return syscall(SYS_futex, (uint32_t *)word, op | FUTEX_PRIVATE_FLAG, val, timeout, NULL, 0);
+}
+
+/* A word threads wait on until it differs from `seen`: spin `spin` turns, then sleep. */
+typedef struct {
+    _Atomic uint32_t value;
+    _Atomic uint32_t sleepers;
+} mmr_word;
+
+static inline void mmr_wake(mmr_word *w) {
+    if (atomic_load_explicit(&w->sleepers, memory_order_seq_cst))
+        mmr_futex(&w->value, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* Bump the word (a new round, one more arrival...) and wake its sleepers. */
+static inline uint32_t mmr_bump(mmr_word *w) {
+    uint32_t now = atomic_fetch_add_explicit(&w->value, 1, memory_order_seq_cst) + 1;
+    mmr_wake(w);
+    return now;
+}
+
+/* Wait while `pred(value)` is false; returns the value seen. deadline_ns 0: no deadline;
+ * else returns early (pred still false) once CLOCK_MONOTONIC passes it. */
+static inline uint32_t mmr_wait(mmr_word *w, int (*pred)(uint32_t, uint32_t), uint32_t arg,
+                                int spin, int64_t deadline_ns) {
+    uint32_t v = atomic_load_explicit(&w->value, memory_order_acquire);
+    if (!pred(v, arg) && spin > 0) { /* spin for `spin` ns */
+        int64_t until = mmr_now() + spin;
+        do {
+            for (int i = 0; i < 16 && !pred(v, arg); i++) {
+                mmr_pause();
+                v = atomic_load_explicit(&w->value, memory_order_acquire);
+            }
+        } while (!pred(v, arg) && mmr_now() < until);
+    }
+    while (!pred(v, arg)) {
+        struct timespec ts, *tp = NULL;
+        if (deadline_ns) {
+            int64_t left = deadline_ns - mmr_now();
+            if (left <= 0) return v;
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tp = &ts;
+        }
+        atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        v = atomic_load_explicit(&w->value, memory_order_seq_cst);
+        if (!pred(v, arg)) mmr_futex(&w->value, FUTEX_WAIT, v, tp);
+        atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        v = atomic_load_explicit(&w->value, memory_order_acquire);
+    }
+    return v;
+}
+
+static inline int mmr_differs(uint32_t v, uint32_t seen) { return v != seen; }
+static inline int mmr_reaches(uint32_t v, uint32_t want) { return (int32_t)(v - want) >= 0; }
+
+/* Spin ns for a waiter: long (100 us) when every thread has a core, else short (3 us). */
+static inline int mmr_spin_for(int threads) {
+    const char *forced = getenv("MMRACE_SPIN");
+    if (forced && *forced) return atoi(forced);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores >= threads ? 100000 : 3000;
+}
+
+#endif

@@ -1,0 +1,199 @@
+/* mmrace native racer: N pthreads race raw mmap/munmap/mprotect system calls for the kernel
+ * target (stress/harness/_native.py loads it with ctypes) and for the static native agent
+ * (agent.c includes this file).
+ *
+ * A round: the caller hands over the ops (7 words each: kind, addr, length, prot, flags, fd,
+ * offset), plan after plan, with offsets[plans + 1] saying where each plan starts, and an out
+ * buffer of 3 words per op (result, call ns, return ns; -1 = not started / not returned).
+ * racer_round releases the threads through the gate (gate.h), then a second, arrival gate
+ * (every thread runnable before any thread calls), and waits (bounded spin, then FUTEX_WAIT
+ * with the caller's deadline) until every thread is done. Thread t runs plan (t + rotation) %
+ * threads, the rotation moving by one each round, so no task is always the first released.
+ * Stamps are CLOCK_MONOTONIC ns (time.monotonic_ns() in Python), taken right before and after
+ * each system call; results use the raw convention (an address or 0, else -errno).
+ * A round that misses its deadline returns 1: the racer is then unusable (a thread is stuck in
+ * a call) and the caller must never free its buffers or the racer.
+ *
+ * Debug switches (tests only, racer_debug): forge_task reports a failed mmap of that task as a
+ * success at the requested address (a lie the checker must catch); hang_task never issues its
+ * first call (a hung call). This file is part of mmrace (MIT). */
+#include "gate.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MMR_OP_FIELDS 7
+#define MMR_REC_FIELDS 3
+#define MMR_ABI 1
+enum { MMR_MMAP = 0, MMR_MUNMAP = 1, MMR_MPROTECT = 2 };
+
+typedef struct mmr_racer mmr_racer;
+
+typedef struct {
+    mmr_racer *racer;
+    int index;
+} mmr_thread_arg;
+
+struct mmr_racer {
+    int threads;
+    int spin;       /* turns a worker spins before sleeping */
+    int wait_spin;  /* turns the caller spins before sleeping */
+    int arrival;    /* the second gate on/off */
+    int inline_;    /* the caller is thread 0 (runs a plan itself) */
+    mmr_word gen;   /* rounds released */
+    mmr_word ready; /* arrivals, all rounds together */
+    mmr_word done;  /* finished threads, all rounds together */
+    mmr_word hang;  /* never changes: a hung thread sleeps on it */
+    uint32_t round;
+    _Atomic int stop;
+    int plans;
+    int rotation;
+    const uint64_t *ops;
+    const int32_t *offsets;
+    int64_t *out;
+    int forge_task;
+    int hang_task;
+    pthread_t *tids;
+    mmr_thread_arg *args;
+};
+
+static long mmr_call(const uint64_t *op) {
+    long res;
+    switch (op[0]) {
+    case MMR_MMAP:
+        res = syscall(SYS_mmap, op[1], op[2], op[3], op[4], op[5], op[6]);
+        break;
+    case MMR_MUNMAP:
+        res = syscall(SYS_munmap, op[1], op[2]);
+        break;
+    case MMR_MPROTECT:
+        res = syscall(SYS_mprotect, op[1], op[2], op[3]);
+        break;
+    default:
+        return -EINVAL;
+    }
+    return res == -1 ? -errno : res;
+}
+
+static void mmr_run_plan(mmr_racer *r, int plan) {
+    int lo = r->offsets[plan], hi = r->offsets[plan + 1];
+    for (int i = lo; i < hi; i++) {
+        const uint64_t *op = r->ops + (size_t)i * MMR_OP_FIELDS;
+        int64_t *rec = r->out + (size_t)i * MMR_REC_FIELDS;
+        int64_t call = mmr_now();
+        rec[1] = call;
+        if (plan == r->hang_task)
+            for (;;) mmr_wait(&r->hang, mmr_differs, 0, 0, 0);
+        long res = mmr_call(op);
+        int64_t ret = mmr_now();
+        if (plan == r->forge_task && res < 0 && op[0] == MMR_MMAP) res = (long)op[1];
+        rec[0] = res;
+        rec[2] = ret;
+    }
+}
+
+static void mmr_turn(mmr_racer *r, int index, uint32_t seen) {
+        if (r->arrival) {
+            uint32_t want = seen * (uint32_t)r->threads;
+            uint32_t got = atomic_fetch_add(&r->ready.value, 1) + 1;
+            if (mmr_reaches(got, want))
+                mmr_wake(&r->ready);
+            else
+                mmr_wait(&r->ready, mmr_reaches, want, r->spin, 0);
+        }
+        int plan = (index + r->rotation) % r->threads;
+        if (plan < r->plans) mmr_run_plan(r, plan);
+        mmr_bump(&r->done);
+}
+
+static void *mmr_worker(void *p) {
+    mmr_thread_arg *a = p;
+    mmr_racer *r = a->racer;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the caller's thread */
+    uint32_t seen = 0;
+    for (;;) {
+        seen = mmr_wait(&r->gen, mmr_differs, seen, r->spin, 0);
+        if (atomic_load(&r->stop)) return NULL;
+        mmr_turn(r, a->index, seen);
+    }
+}
+
+int mmr_abi(void) { return MMR_ABI; }
+
+void mmr_close(mmr_racer *r);
+
+/* A racer of `threads` threads; arrival: 1 for the second gate. NULL if threads cannot start. */
+mmr_racer *mmr_open(int threads, int arrival, int inline_) {
+    if (threads < 1) return NULL;
+    mmr_racer *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->threads = threads;
+    r->arrival = arrival;
+    r->inline_ = inline_ ? 1 : 0;
+    r->spin = mmr_spin_for(threads + !inline_);
+    r->wait_spin = mmr_spin_for(threads + !inline_) / 10;
+    r->forge_task = r->hang_task = -1;
+    r->tids = calloc((size_t)threads, sizeof *r->tids);
+    r->args = calloc((size_t)threads, sizeof *r->args);
+    if (!r->tids || !r->args) {
+        free(r->tids);
+        free(r->args);
+        free(r);
+        return NULL;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1 << 16);
+    for (int i = r->inline_; i < threads; i++) {
+        r->args[i].racer = r;
+        r->args[i].index = i;
+        if (pthread_create(&r->tids[i], &attr, mmr_worker, &r->args[i])) {
+            r->threads = i; /* close joins the ones that started */
+            pthread_attr_destroy(&attr);
+            mmr_close(r);
+            return NULL;
+        }
+    }
+    pthread_attr_destroy(&attr);
+    return r;
+}
+
+void mmr_debug(mmr_racer *r, int forge_task, int hang_task) {
+    r->forge_task = forge_task;
+    r->hang_task = hang_task;
+}
+
+/* One round (see the top of the file): 0 when every thread finished, 1 past the deadline
+ * (timeout_ns after the release; 0: no deadline). */
+int mmr_round(mmr_racer *r, int plans, const uint64_t *ops, const int32_t *offsets, int64_t *out,
+              int64_t timeout_ns) {
+    memset(out, 0xff, (size_t)offsets[plans] * MMR_REC_FIELDS * sizeof *out);
+    r->plans = plans;
+    r->ops = ops;
+    r->offsets = offsets;
+    r->out = out;
+    r->rotation = (r->rotation + 1) % r->threads;
+    uint32_t round = ++r->round;
+    int64_t deadline = timeout_ns > 0 ? mmr_now() + timeout_ns : 0;
+    mmr_bump(&r->gen);
+    if (r->inline_) mmr_turn(r, 0, round);
+    uint32_t want = round * (uint32_t)r->threads;
+    uint32_t got = mmr_wait(&r->done, mmr_reaches, want, r->wait_spin, deadline);
+    return mmr_reaches(got, want) ? 0 : 1;
+}
+
+/* Stop and join the threads, free everything (never after a round that timed out). */
+void mmr_close(mmr_racer *r) {
+    if (!r) return;
+    atomic_store(&r->stop, 1);
+    mmr_bump(&r->gen);
+    for (int i = r->inline_; i < r->threads; i++) pthread_join(r->tids[i], NULL);
+    free(r->tids);
+    free(r->args);
+    free(r);
+}
