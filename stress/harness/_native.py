@@ -34,7 +34,8 @@ COMPILERS = ("cc", "gcc")
 STATIC_COMPILERS = ("musl-gcc",)
 OP_FIELDS = 7  # kind, addr, length, prot, flags, fd, offset
 REC_FIELDS = 3  # result, call ns, return ns
-ABI = 1
+ABI = 2
+DEBUG_ENV = "MMRACE_NATIVE_DEBUG"
 KINDS = {"mmap": 0, "munmap": 1, "mprotect": 2}
 _U64 = (1 << 64) - 1
 _OP = struct.Struct(f"<{OP_FIELDS}Q")
@@ -129,7 +130,7 @@ def library() -> ctypes.CDLL:
         if lib.mmr_abi() != ABI:
             raise NativeUnavailable(f"{path}: ABI {lib.mmr_abi()}, expected {ABI}")
         lib.mmr_open.restype = ctypes.c_void_p
-        lib.mmr_open.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.mmr_open.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.mmr_round.restype = ctypes.c_int
         lib.mmr_round.argtypes = [
             ctypes.c_void_p,
@@ -158,6 +159,17 @@ def encode(op: mm.Op) -> bytes:
     )
 
 
+def debug_switches() -> dict[str, int]:
+    """Test-only switches from $MMRACE_NATIVE_DEBUG: ``forge:T`` (task T reports its failed
+    mmaps as successes) and ``hang:T`` (task T's first call never returns), comma-separated."""
+    out = {}
+    for item in os.environ.get(DEBUG_ENV, "").split(","):
+        kind, _, task = item.partition(":")
+        if kind in ("forge", "hang") and task.isdigit():
+            out[f"{kind}_task"] = int(task)
+    return out
+
+
 # One task's records from a round: (result, call ns, return ns); None for not returned.
 Record = tuple[int | None, int, int | None]
 
@@ -165,9 +177,9 @@ Record = tuple[int | None, int, int | None]
 class NativeRacer:
     """`threads` pthreads of the C racer (see racer.c); one round at a time."""
 
-    def __init__(self, threads: int, *, arrival: bool = True, inline: bool = False) -> None:
+    def __init__(self, threads: int, *, arrival: bool = False) -> None:
         self._lib = library()
-        handle = self._lib.mmr_open(threads, int(arrival), int(inline))
+        handle = self._lib.mmr_open(threads, int(arrival))
         if not handle:
             raise NativeUnavailable(f"the native racer could not start {threads} threads")
         self._handle: int | None = handle
@@ -175,6 +187,9 @@ class NativeRacer:
         self._out = array("q", bytes(8 * REC_FIELDS * 64))
         self._offsets: dict[tuple[int, ...], bytes] = {}
         self.stuck = False
+        switches = debug_switches()
+        if switches:
+            self.debug(**switches)
 
     def debug(self, *, forge_task: int = -1, hang_task: int = -1) -> None:
         """Test switches: lie about task `forge_task`'s failed mmaps; hang `hang_task`."""

@@ -1,4 +1,5 @@
-"""The agent target: `python -m stress.agent` in a child process, healthy, dying and hanging."""
+"""The agent target: `python -m stress.agent` (or the static native agent, `--agent native`) in
+a child process, healthy, dying and hanging: every test runs with both agents."""
 
 from __future__ import annotations
 
@@ -22,15 +23,26 @@ B = 0x100000000000
 P = 4096
 
 
-def run(mmrace_run: Callable[..., RunResult], *extra: str, rounds: int = 20) -> RunResult:
-    argv = ["same-page", "--target", "agent", "--tasks", "4", "--rounds", str(rounds)]
-    return mmrace_run(*argv, "--seed", "5", *extra)
+@pytest.fixture(params=["python", "native"])
+def agent(request: pytest.FixtureRequest) -> str:
+    """Which agent the child is (`--agent`)."""
+    return str(request.param)
+
+
+def run(
+    mmrace_run: Callable[..., RunResult], agent: str, *extra: str, rounds: int = 20
+) -> RunResult:
+    argv = ["same-page", "--target", "agent", "--agent", agent, "--tasks", "4"]
+    return mmrace_run(*argv, "--rounds", str(rounds), "--seed", "5", *extra)
 
 
 def test_plain_child_is_judged_ok(
-    tmp_path: Path, mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    mmrace_run: Callable[..., RunResult],
+    capsys: pytest.CaptureFixture[str],
+    agent: str,
 ) -> None:
-    code, summary = run(mmrace_run)
+    code, summary = run(mmrace_run, agent)
     assert code == 0, capsys.readouterr()
     assert summary["verdict"] == "OK" and summary["problems"] == []
     # 4 racing probes, 1 cleanup and the footprint check (probe and munmap) per round
@@ -38,15 +50,17 @@ def test_plain_child_is_judged_ok(
     info = summary["target_info"]
     assert info["agent"]["uname"][0] == "Linux"
     assert isinstance(info["agent"]["pid"], int)
+    assert info["agent"]["kind"] == agent
+    assert (info["agent"]["python"] is None) == (agent == "native")
     header, ops = load_history(tmp_path / "run" / "history.jsonl")
     assert header.target == "agent"
     assert all(op.result is not None for op in ops)
 
 
 def test_wrapper_is_a_command_prefix(
-    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str]
+    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str], agent: str
 ) -> None:
-    code, summary = run(mmrace_run, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
+    code, summary = run(mmrace_run, agent, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
     assert code == 0, capsys.readouterr()
     assert summary["target_info"]["wrapper"] == "env MMRACE_WRAPPED=1"
 
@@ -66,10 +80,11 @@ def test_dying_child_leaves_pending_calls_and_an_unknown_verdict(
     monkeypatch: pytest.MonkeyPatch,
     fault: str,
     how: str,
+    agent: str,
 ) -> None:
     monkeypatch.setenv("MMRACE_AGENT_FAULT", fault)
     monkeypatch.setenv("MMRACE_AGENT_TIMEOUT", "1")
-    code, summary = run(mmrace_run, rounds=8)
+    code, summary = run(mmrace_run, agent, rounds=8)
     assert code == 3, capsys.readouterr()
     assert summary["verdict"] == "UNKNOWN"
     assert summary["problems"] == [f"agent {how} (in round 3, race)"]
@@ -108,14 +123,14 @@ def test_wrapper_that_fails_at_once_is_a_usage_error(
     assert "exited with status 7 without a hello (sandbox: no such profile)" in err[0]
 
 
-async def test_library_use_and_serial_death(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_library_use_and_serial_death(agent: str) -> None:
     """Direct use: records carry the child's stamps; a death in a serial batch is reported by
     the next race, and later batches are never sent."""
     from stress.harness._agent import AgentTarget
     from stress.harness._target import TargetOptions
     from workloads import Space
 
-    target = AgentTarget(TargetOptions(spec="agent"), timeout=5)
+    target = AgentTarget(TargetOptions(spec="agent", agent=agent), timeout=5)
     assert target.params.page_size == P
     await target.open(3, Space(B, 1 << 24, P))
     try:

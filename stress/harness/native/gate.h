@@ -1,14 +1,16 @@
 /* mmrace native racer: the start gate and the stamps, shared by racer.c and the bench's bare loop.
  *
  * The gate is built for machines with fewer cores than threads (CI has 2): a waiting thread
- * spins on an atomic word for a bounded number of turns (long when every thread has a core of
- * its own, short otherwise), then sleeps in FUTEX_WAIT on that word; the releaser bumps the
- * word and issues one FUTEX_WAKE only when some thread announced that it sleeps. No sched_yield
- * (erratic when threads outnumber cores) and nothing is pinned. This file is part of mmrace
- * (MIT); it is compiled on first use into a per-user cache, never shipped as a binary. */
+ * spins on an atomic word for a bounded time (long when it has a core of its own, short
+ * otherwise), then sleeps in FUTEX_WAIT on that word; the releaser bumps the word and issues one
+ * FUTEX_WAKE only when some thread announced that it sleeps. No sched_yield (erratic when
+ * threads outnumber cores) and nothing is pinned. This file is part of mmrace (MIT); it is
+ * compiled on first use into a per-user cache, never shipped as a binary. */
 #ifndef MMRACE_GATE_H
 #define MMRACE_GATE_H
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -18,6 +20,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#define MMR_SPIN_LONG 100000 /* ns a waiter with a core of its own spins */
+#define MMR_SPIN_SHORT 3000  /* ns a waiter spins when threads outnumber cores */
 
 static inline int64_t mmr_now(void) {
     struct timespec ts;
@@ -38,7 +43,7 @@ static inline long mmr_futex(_Atomic uint32_t *word, int op, uint32_t val,
     return syscall(SYS_futex, (uint32_t *)word, op | FUTEX_PRIVATE_FLAG, val, timeout, NULL, 0);
 }
 
-/* A word threads wait on until it differs from `seen`: spin `spin` turns, then sleep. */
+/* A word threads wait on, with the count of those asleep on it. */
 typedef struct {
     _Atomic uint32_t value;
     _Atomic uint32_t sleepers;
@@ -49,19 +54,20 @@ static inline void mmr_wake(mmr_word *w) {
         mmr_futex(&w->value, FUTEX_WAKE, INT_MAX, NULL);
 }
 
-/* Bump the word (a new round, one more arrival...) and wake its sleepers. */
+/* Bump the word (a new round, one more thread done...) and wake its sleepers. */
 static inline uint32_t mmr_bump(mmr_word *w) {
     uint32_t now = atomic_fetch_add_explicit(&w->value, 1, memory_order_seq_cst) + 1;
     mmr_wake(w);
     return now;
 }
 
-/* Wait while `pred(value)` is false; returns the value seen. deadline_ns 0: no deadline;
- * else returns early (pred still false) once CLOCK_MONOTONIC passes it. */
+/* Wait while `pred(value, arg)` is false, spinning `spin` ns first, then sleeping; returns the
+ * value seen. deadline_ns 0: no deadline; else returns early (pred still false) once
+ * CLOCK_MONOTONIC passes it. */
 static inline uint32_t mmr_wait(mmr_word *w, int (*pred)(uint32_t, uint32_t), uint32_t arg,
                                 int spin, int64_t deadline_ns) {
     uint32_t v = atomic_load_explicit(&w->value, memory_order_acquire);
-    if (!pred(v, arg) && spin > 0) { /* spin for `spin` ns */
+    if (!pred(v, arg) && spin > 0) {
         int64_t until = mmr_now() + spin;
         do {
             for (int i = 0; i < 16 && !pred(v, arg); i++) {
@@ -91,12 +97,14 @@ static inline uint32_t mmr_wait(mmr_word *w, int (*pred)(uint32_t, uint32_t), ui
 static inline int mmr_differs(uint32_t v, uint32_t seen) { return v != seen; }
 static inline int mmr_reaches(uint32_t v, uint32_t want) { return (int32_t)(v - want) >= 0; }
 
-/* Spin ns for a waiter: long (100 us) when every thread has a core, else short (3 us). */
-static inline int mmr_spin_for(int threads) {
-    const char *forced = getenv("MMRACE_SPIN");
-    if (forced && *forced) return atoi(forced);
+static inline int mmr_cores(void) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores >= threads ? 100000 : 3000;
+    return cores > 0 ? (int)cores : 1;
+}
+
+/* Spin ns for a waiter: long when all `threads` have a core each, else short. */
+static inline int mmr_spin_for(int threads) {
+    return mmr_cores() >= threads ? MMR_SPIN_LONG : MMR_SPIN_SHORT;
 }
 
 #endif

@@ -1,22 +1,32 @@
-/* mmrace native racer: N pthreads race raw mmap/munmap/mprotect system calls for the kernel
+/* mmrace native racer: N threads race raw mmap/munmap/mprotect system calls for the kernel
  * target (stress/harness/_native.py loads it with ctypes) and for the static native agent
  * (agent.c includes this file).
  *
  * A round: the caller hands over the ops (7 words each: kind, addr, length, prot, flags, fd,
  * offset), plan after plan, with offsets[plans + 1] saying where each plan starts, and an out
  * buffer of 3 words per op (result, call ns, return ns; -1 = not started / not returned).
- * racer_round releases the threads through the gate (gate.h), then a second, arrival gate
- * (every thread runnable before any thread calls), and waits (bounded spin, then FUTEX_WAIT
- * with the caller's deadline) until every thread is done. Thread t runs plan (t + rotation) %
- * threads, the rotation moving by one each round, so no task is always the first released.
+ *
+ * Threads: the caller is thread 0 and runs a plan itself; threads 1 .. N-1 are pthreads
+ * created once. The gate (gate.h) is designed for fewer cores than threads: the workers that
+ * can have a core of their own (indices below the number of cores; the caller holds one) spin
+ * up to 1 ms for the next round (the time the harness takes between rounds), the others spin
+ * 3 us and sleep in FUTEX_WAIT. mmr_round bumps the round word and wakes the sleepers (one
+ * FUTEX_WAKE, only when some thread sleeps); the caller and the threads with a core of their
+ * own ("the group": indices below the number of cores) meet (each waits, spinning, at most
+ * 100 us for the others: a thread the kernel is slow to run does not hold the round up), then
+ * call at once; the caller runs its own plan, then waits for the workers (3 us spin, then
+ * FUTEX_WAIT with the caller's deadline). Thread t runs plan (t + rotation) % N, the rotation
+ * moving by one each round, so no task is always released first (and none always last).
+ * An optional arrival gate (arrival=1) also holds every thread until all have woken.
  * Stamps are CLOCK_MONOTONIC ns (time.monotonic_ns() in Python), taken right before and after
  * each system call; results use the raw convention (an address or 0, else -errno).
- * A round that misses its deadline returns 1: the racer is then unusable (a thread is stuck in
- * a call) and the caller must never free its buffers or the racer.
+ * A round whose workers miss the deadline returns 1: the racer is then unusable (a thread is
+ * stuck in a call) and the caller must never free its buffers or the racer. (A call of the
+ * caller's own plan that never returns cannot be timed out: the caller is in it.)
  *
- * Debug switches (tests only, racer_debug): forge_task reports a failed mmap of that task as a
+ * Debug switches (tests only, mmr_debug): forge_task reports a failed mmap of that task as a
  * success at the requested address (a lie the checker must catch); hang_task never issues its
- * first call (a hung call). This file is part of mmrace (MIT). */
+ * first call when a worker runs it (a hung call). This file is part of mmrace (MIT). */
 #include "gate.h"
 
 #include <pthread.h>
@@ -27,7 +37,8 @@
 
 #define MMR_OP_FIELDS 7
 #define MMR_REC_FIELDS 3
-#define MMR_ABI 1
+#define MMR_ABI 2
+#define MMR_PATIENCE 100000 /* ns the threads with a core of their own wait for each other */
 enum { MMR_MMAP = 0, MMR_MUNMAP = 1, MMR_MPROTECT = 2 };
 
 typedef struct mmr_racer mmr_racer;
@@ -35,17 +46,17 @@ typedef struct mmr_racer mmr_racer;
 typedef struct {
     mmr_racer *racer;
     int index;
+    int spin;
 } mmr_thread_arg;
 
 struct mmr_racer {
     int threads;
-    int spin;       /* turns a worker spins before sleeping */
-    int wait_spin;  /* turns the caller spins before sleeping */
-    int arrival;    /* the second gate on/off */
-    int inline_;    /* the caller is thread 0 (runs a plan itself) */
+    int arrival;    /* the arrival gate on/off */
+    int wait_spin;  /* ns the caller spins before sleeping */
+    int group;      /* threads 0 .. group-1 have a core each (they meet before calling) */
     mmr_word gen;   /* rounds released */
     mmr_word ready; /* arrivals, all rounds together */
-    mmr_word done;  /* finished threads, all rounds together */
+    mmr_word done;  /* finished workers, all rounds together */
     mmr_word hang;  /* never changes: a hung thread sleeps on it */
     uint32_t round;
     _Atomic int stop;
@@ -60,7 +71,7 @@ struct mmr_racer {
     mmr_thread_arg *args;
 };
 
-static long mmr_call(const uint64_t *op) {
+long mmr_call(const uint64_t *op) {
     long res;
     switch (op[0]) {
     case MMR_MMAP:
@@ -78,14 +89,14 @@ static long mmr_call(const uint64_t *op) {
     return res == -1 ? -errno : res;
 }
 
-static void mmr_run_plan(mmr_racer *r, int plan) {
+static void mmr_run_plan(mmr_racer *r, int plan, int worker) {
     int lo = r->offsets[plan], hi = r->offsets[plan + 1];
     for (int i = lo; i < hi; i++) {
         const uint64_t *op = r->ops + (size_t)i * MMR_OP_FIELDS;
         int64_t *rec = r->out + (size_t)i * MMR_REC_FIELDS;
         int64_t call = mmr_now();
         rec[1] = call;
-        if (plan == r->hang_task)
+        if (worker && plan == r->hang_task)
             for (;;) mmr_wait(&r->hang, mmr_differs, 0, 0, 0);
         long res = mmr_call(op);
         int64_t ret = mmr_now();
@@ -95,18 +106,15 @@ static void mmr_run_plan(mmr_racer *r, int plan) {
     }
 }
 
-static void mmr_turn(mmr_racer *r, int index, uint32_t seen) {
-        if (r->arrival) {
-            uint32_t want = seen * (uint32_t)r->threads;
-            uint32_t got = atomic_fetch_add(&r->ready.value, 1) + 1;
-            if (mmr_reaches(got, want))
-                mmr_wake(&r->ready);
-            else
-                mmr_wait(&r->ready, mmr_reaches, want, r->spin, 0);
-        }
-        int plan = (index + r->rotation) % r->threads;
-        if (plan < r->plans) mmr_run_plan(r, plan);
-        mmr_bump(&r->done);
+/* The arrival gate: wait until `group` threads have arrived in this round (arrivals count up
+ * over all rounds), at most `patience` ns when it is not 0 (then go anyway). */
+static void mmr_arrive(mmr_racer *r, uint32_t round, int group, int spin, int64_t patience) {
+    uint32_t want = round * (uint32_t)group;
+    uint32_t got = atomic_fetch_add(&r->ready.value, 1) + 1;
+    if (mmr_reaches(got, want))
+        mmr_wake(&r->ready);
+    else
+        mmr_wait(&r->ready, mmr_reaches, want, spin, patience ? mmr_now() + patience : 0);
 }
 
 static void *mmr_worker(void *p) {
@@ -117,9 +125,15 @@ static void *mmr_worker(void *p) {
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the caller's thread */
     uint32_t seen = 0;
     for (;;) {
-        seen = mmr_wait(&r->gen, mmr_differs, seen, r->spin, 0);
+        seen = mmr_wait(&r->gen, mmr_differs, seen, a->spin, 0);
         if (atomic_load(&r->stop)) return NULL;
-        mmr_turn(r, a->index, seen);
+        if (r->arrival)
+            mmr_arrive(r, seen, r->threads, a->spin, 0);
+        else if (a->index < r->group)
+            mmr_arrive(r, seen, r->group, a->spin, MMR_PATIENCE);
+        int plan = (a->index + r->rotation) % r->threads;
+        if (plan < r->plans) mmr_run_plan(r, plan, 1);
+        mmr_bump(&r->done);
     }
 }
 
@@ -127,16 +141,15 @@ int mmr_abi(void) { return MMR_ABI; }
 
 void mmr_close(mmr_racer *r);
 
-/* A racer of `threads` threads; arrival: 1 for the second gate. NULL if threads cannot start. */
-mmr_racer *mmr_open(int threads, int arrival, int inline_) {
+/* A racer of `threads` threads (the caller and threads - 1 workers); arrival: 1 for the
+ * arrival gate. NULL if the workers cannot start. */
+mmr_racer *mmr_open(int threads, int arrival) {
     if (threads < 1) return NULL;
     mmr_racer *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->threads = threads;
     r->arrival = arrival;
-    r->inline_ = inline_ ? 1 : 0;
-    r->spin = mmr_spin_for(threads + !inline_);
-    r->wait_spin = mmr_spin_for(threads + !inline_) / 10;
+    r->wait_spin = MMR_SPIN_SHORT;
     r->forge_task = r->hang_task = -1;
     r->tids = calloc((size_t)threads, sizeof *r->tids);
     r->args = calloc((size_t)threads, sizeof *r->args);
@@ -146,12 +159,17 @@ mmr_racer *mmr_open(int threads, int arrival, int inline_) {
         free(r);
         return NULL;
     }
+    int cores = mmr_cores();
+    r->group = cores < threads ? cores : threads;
+    const char *knob = getenv("MMRACE_GATE_SPIN_NS"); /* tuning: the long spin, in ns */
+    int spin_long = knob && *knob ? atoi(knob) : MMR_SPIN_LONG;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1 << 16);
-    for (int i = r->inline_; i < threads; i++) {
+    for (int i = 1; i < threads; i++) {
         r->args[i].racer = r;
         r->args[i].index = i;
+        r->args[i].spin = i < cores ? spin_long : MMR_SPIN_SHORT;
         if (pthread_create(&r->tids[i], &attr, mmr_worker, &r->args[i])) {
             r->threads = i; /* close joins the ones that started */
             pthread_attr_destroy(&attr);
@@ -180,19 +198,27 @@ int mmr_round(mmr_racer *r, int plans, const uint64_t *ops, const int32_t *offse
     r->rotation = (r->rotation + 1) % r->threads;
     uint32_t round = ++r->round;
     int64_t deadline = timeout_ns > 0 ? mmr_now() + timeout_ns : 0;
-    mmr_bump(&r->gen);
-    if (r->inline_) mmr_turn(r, 0, round);
-    uint32_t want = round * (uint32_t)r->threads;
+    atomic_fetch_add_explicit(&r->gen.value, 1, memory_order_seq_cst);
+    if (r->arrival) {
+        mmr_wake(&r->gen);
+        mmr_arrive(r, round, r->threads, MMR_SPIN_SHORT, 0);
+    } else {
+        mmr_wake(&r->gen); /* only when some worker sleeps */
+        mmr_arrive(r, round, r->group, MMR_PATIENCE, MMR_PATIENCE);
+    }
+    int plan = r->rotation % r->threads; /* thread 0's plan */
+    if (plan < plans) mmr_run_plan(r, plan, 0);
+    uint32_t want = round * (uint32_t)(r->threads - 1);
     uint32_t got = mmr_wait(&r->done, mmr_reaches, want, r->wait_spin, deadline);
     return mmr_reaches(got, want) ? 0 : 1;
 }
 
-/* Stop and join the threads, free everything (never after a round that timed out). */
+/* Stop and join the workers, free everything (never after a round that timed out). */
 void mmr_close(mmr_racer *r) {
     if (!r) return;
     atomic_store(&r->stop, 1);
     mmr_bump(&r->gen);
-    for (int i = r->inline_; i < r->threads; i++) pthread_join(r->tids[i], NULL);
+    for (int i = 1; i < r->threads; i++) pthread_join(r->tids[i], NULL);
     free(r->tids);
     free(r->args);
     free(r);
