@@ -109,6 +109,12 @@ async def target_side(threads: int, base: int, seconds: float, engine: str) -> S
     return Side(rounds / busy if busy else 0.0, raced / max(rounds, 1), tuple(wins))
 
 
+def _medians(sides: Sequence[Side], n: int) -> str:
+    rate = statistics.median(s.rate for s in sides)
+    full = statistics.median(s.all_in_flight for s in sides)
+    return f"{rate:.0f} rounds/s, all {n} in flight {full:.0%}"
+
+
 def _fairness(sides: Sequence[Side]) -> str:
     wins = [sum(col) for col in zip(*(s.wins for s in sides), strict=True)]
     return f"Jain {jain(wins):.2f}, top task {top_share(wins):.0%} of wins"
@@ -143,11 +149,6 @@ def bench_kernel(
         ratio = statistics.median(s.rate / b.rate for s, b in zip(natives, bares, strict=True))
         py_ratio = statistics.median(s.rate / b.rate for s, b in zip(pythons, bares, strict=True))
 
-        def med(sides: list[Side]) -> str:
-            rate = statistics.median(s.rate for s in sides)
-            full = statistics.median(s.all_in_flight for s in sides)
-            return f"{rate:.0f} rounds/s, all {n} in flight {full:.0%}"
-
         figures.append(
             Figure(
                 f"kernel target, {n} threads: native engine rounds/s vs bare C loop",
@@ -155,8 +156,8 @@ def bench_kernel(
                 "ratio",
                 RATIO_TARGET,
                 ratio >= RATIO_TARGET,
-                f"native {med(natives)}, {_fairness(natives)}; python {med(pythons)} "
-                f"(ratio {py_ratio:.2f}), {_fairness(pythons)}; bare C {med(bares)} "
+                f"native {_medians(natives, n)}, {_fairness(natives)}; python {_medians(pythons, n)} "
+                f"(ratio {py_ratio:.2f}), {_fairness(pythons)}; bare C {_medians(bares, n)} "
                 f"(medians of {repeats}); load average {os.getloadavg()[0]:.1f} on "
                 f"{os.cpu_count()} CPUs",
             )
