@@ -157,7 +157,8 @@ def bench_kernel(
                 RATIO_TARGET,
                 ratio >= RATIO_TARGET,
                 f"native {_medians(natives, n)}, {_fairness(natives)}; "
-                f"python {_medians(pythons, n)} (ratio {py_ratio:.2f}), {_fairness(pythons)}; bare C {_medians(bares, n)} "
+                f"python {_medians(pythons, n)} (ratio {py_ratio:.2f}), {_fairness(pythons)}; "
+                f"bare C {_medians(bares, n)} "
                 f"(medians of {repeats}); load average {os.getloadavg()[0]:.1f} on "
                 f"{os.cpu_count()} CPUs",
             )
