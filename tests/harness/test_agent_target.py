@@ -13,6 +13,7 @@ import mm
 from stress.cli import main
 from stress.history import load_history
 from tests.conftest import RunResult
+from tests.helpers import assert_judged_ok
 
 pytestmark = [
     pytest.mark.kernel,
@@ -43,8 +44,8 @@ def test_plain_child_is_judged_ok(
     agent: str,
 ) -> None:
     code, summary = run(mmrace_run, agent)
-    assert code == 0, capsys.readouterr()
-    assert summary["verdict"] == "OK" and summary["problems"] == []
+    assert summary["problems"] == [], capsys.readouterr()
+    assert_judged_ok(code, summary)
     # 4 racing probes, 1 cleanup and the footprint check (probe and munmap) per round
     assert summary["operations"] == 20 * 7
     info = summary["target_info"]
@@ -61,7 +62,8 @@ def test_wrapper_is_a_command_prefix(
     mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str], agent: str
 ) -> None:
     code, summary = run(mmrace_run, agent, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
-    assert code == 0, capsys.readouterr()
+    assert summary["problems"] == [], capsys.readouterr()
+    assert_judged_ok(code, summary)
     assert summary["target_info"]["wrapper"] == "env MMRACE_WRAPPED=1"
 
 
