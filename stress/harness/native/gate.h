@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MMR_SPIN_LONG 100000 /* ns a waiter with a core of its own spins */
+#define MMR_SPIN_LONG 20000 /* ns a waiter with a core of its own spins */
 #define MMR_SPIN_SHORT 3000  /* ns a waiter spins when threads outnumber cores */
 
 static inline int64_t mmr_now(void) {

@@ -9,11 +9,11 @@
  * Threads: the caller is thread 0 and runs a plan itself; threads 1 .. N-1 are pthreads
  * created once. The gate (gate.h) is designed for fewer cores than threads: the workers that
  * can have a core of their own (indices below the number of cores; the caller holds one) spin
- * up to 1 ms for the next round (the time the harness takes between rounds), the others spin
+ * up to 20 us for the next round, the others spin
  * 3 us and sleep in FUTEX_WAIT. mmr_round bumps the round word and wakes the sleepers (one
  * FUTEX_WAKE, only when some thread sleeps); the caller and the threads with a core of their
  * own ("the group": indices below the number of cores) meet (each waits, spinning, at most
- * 100 us for the others: a thread the kernel is slow to run does not hold the round up), then
+ * 20 us for the others: a thread the kernel is slow to run does not hold the round up), then
  * call at once; the caller runs its own plan, then waits for the workers (3 us spin, then
  * FUTEX_WAIT with the caller's deadline). Thread t runs plan (t + rotation) % N, the rotation
  * moving by one each round, so no task is always released first (and none always last).
@@ -38,7 +38,7 @@
 #define MMR_OP_FIELDS 7
 #define MMR_REC_FIELDS 3
 #define MMR_ABI 2
-#define MMR_PATIENCE 100000 /* ns the threads with a core of their own wait for each other */
+#define MMR_PATIENCE 20000 /* ns the threads with a core of their own wait for each other */
 enum { MMR_MMAP = 0, MMR_MUNMAP = 1, MMR_MPROTECT = 2 };
 
 typedef struct mmr_racer mmr_racer;
@@ -54,6 +54,7 @@ struct mmr_racer {
     int arrival;    /* the arrival gate on/off */
     int wait_spin;  /* ns the caller spins before sleeping */
     int group;      /* threads 0 .. group-1 have a core each (they meet before calling) */
+    int patience;   /* ns the group waits for each other */
     mmr_word gen;   /* rounds released */
     mmr_word ready; /* arrivals, all rounds together */
     mmr_word done;  /* finished workers, all rounds together */
@@ -130,7 +131,7 @@ static void *mmr_worker(void *p) {
         if (r->arrival)
             mmr_arrive(r, seen, r->threads, a->spin, 0);
         else if (a->index < r->group)
-            mmr_arrive(r, seen, r->group, a->spin, MMR_PATIENCE);
+            mmr_arrive(r, seen, r->group, a->spin, r->patience);
         int plan = (a->index + r->rotation) % r->threads;
         if (plan < r->plans) mmr_run_plan(r, plan, 1);
         mmr_bump(&r->done);
@@ -163,6 +164,8 @@ mmr_racer *mmr_open(int threads, int arrival) {
     r->group = cores < threads ? cores : threads;
     const char *knob = getenv("MMRACE_GATE_SPIN_NS"); /* tuning: the long spin, in ns */
     int spin_long = knob && *knob ? atoi(knob) : MMR_SPIN_LONG;
+    knob = getenv("MMRACE_GATE_PATIENCE_NS");
+    r->patience = knob && *knob ? atoi(knob) : MMR_PATIENCE;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1 << 16);
@@ -204,7 +207,7 @@ int mmr_round(mmr_racer *r, int plans, const uint64_t *ops, const int32_t *offse
         mmr_arrive(r, round, r->threads, MMR_SPIN_SHORT, 0);
     } else {
         mmr_wake(&r->gen); /* only when some worker sleeps */
-        mmr_arrive(r, round, r->group, MMR_PATIENCE, MMR_PATIENCE);
+        mmr_arrive(r, round, r->group, r->patience, r->patience);
     }
     int plan = r->rotation % r->threads; /* thread 0's plan */
     if (plan < plans) mmr_run_plan(r, plan, 0);
