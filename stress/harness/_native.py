@@ -34,7 +34,7 @@ COMPILERS = ("cc", "gcc")
 STATIC_COMPILERS = ("musl-gcc",)
 OP_FIELDS = 7  # kind, addr, length, prot, flags, fd, offset
 REC_FIELDS = 3  # result, call ns, return ns
-ABI = 2
+ABI = 3
 DEBUG_ENV = "MMRACE_NATIVE_DEBUG"
 KINDS = {"mmap": 0, "munmap": 1, "mprotect": 2}
 _U64 = (1 << 64) - 1
@@ -130,7 +130,7 @@ def library() -> ctypes.CDLL:
         if lib.mmr_abi() != ABI:
             raise NativeUnavailable(f"{path}: ABI {lib.mmr_abi()}, expected {ABI}")
         lib.mmr_open.restype = ctypes.c_void_p
-        lib.mmr_open.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.mmr_open.argtypes = [ctypes.c_int]
         lib.mmr_round.restype = ctypes.c_int
         lib.mmr_round.argtypes = [
             ctypes.c_void_p,
@@ -177,9 +177,9 @@ Record = tuple[int | None, int, int | None]
 class NativeRacer:
     """`threads` pthreads of the C racer (see racer.c); one round at a time."""
 
-    def __init__(self, threads: int, *, arrival: bool = False) -> None:
+    def __init__(self, threads: int) -> None:
         self._lib = library()
-        handle = self._lib.mmr_open(threads, int(arrival))
+        handle = self._lib.mmr_open(threads)
         if not handle:
             raise NativeUnavailable(f"the native racer could not start {threads} threads")
         self._handle: int | None = handle

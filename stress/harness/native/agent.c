@@ -481,7 +481,7 @@ static int do_open(jv *req) {
     }
     free(wanted.r);
     tasks = (int)n->num;
-    racer = mmr_open(tasks, 0);
+    racer = mmr_open(tasks);
     if (!racer) return send_error("agent: cannot start the racing threads"), 0;
     out("{\"type\":\"ready\",\"arenas\":[");
     for (int i = 0; i < arenas.n; i++) {

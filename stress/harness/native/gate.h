@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MMR_SPIN_LONG 20000 /* ns a waiter with a core of its own spins */
-#define MMR_SPIN_SHORT 3000  /* ns a waiter spins when threads outnumber cores */
+#define MMR_SPIN_LONG 100000 /* ns a waiter with a core of its own spins, at most */
+#define MMR_SPIN_SHORT 3000   /* ns a waiter spins when threads outnumber cores, at most */
 
 static inline int64_t mmr_now(void) {
     struct timespec ts;
@@ -63,9 +63,9 @@ static inline uint32_t mmr_bump(mmr_word *w) {
 
 /* Wait while `pred(value, arg)` is false, spinning `spin` ns first, then sleeping; returns the
  * value seen. deadline_ns 0: no deadline; else returns early (pred still false) once
- * CLOCK_MONOTONIC passes it. */
+ * CLOCK_MONOTONIC passes it. *spun (unless NULL): 1 when the spin was enough. */
 static inline uint32_t mmr_wait(mmr_word *w, int (*pred)(uint32_t, uint32_t), uint32_t arg,
-                                int spin, int64_t deadline_ns) {
+                                int spin, int64_t deadline_ns, int *spun) {
     uint32_t v = atomic_load_explicit(&w->value, memory_order_acquire);
     if (!pred(v, arg) && spin > 0) {
         int64_t until = mmr_now() + spin;
@@ -76,6 +76,7 @@ static inline uint32_t mmr_wait(mmr_word *w, int (*pred)(uint32_t, uint32_t), ui
             }
         } while (!pred(v, arg) && mmr_now() < until);
     }
+    if (spun) *spun = pred(v, arg);
     while (!pred(v, arg)) {
         struct timespec ts, *tp = NULL;
         if (deadline_ns) {
@@ -105,6 +106,21 @@ static inline int mmr_cores(void) {
 /* Spin ns for a waiter: long when all `threads` have a core each, else short. */
 static inline int mmr_spin_for(int threads) {
     return mmr_cores() >= threads ? MMR_SPIN_LONG : MMR_SPIN_SHORT;
+}
+
+/* An adaptive spin (as adaptive mutexes do): doubled (plus 1 us) up to `max` after a wait the
+ * spin was enough for, halved after one that had to sleep or gave up. On idle cores it stays
+ * long; on a loaded machine, where a spinning thread only delays the ones that need the core
+ * (and is scheduled late itself once it sleeps), it shrinks towards pure futex waits. */
+typedef struct {
+    int ns, max;
+} mmr_spin;
+
+static inline void mmr_adapt(mmr_spin *s, int enough) {
+    if (enough)
+        s->ns = s->ns * 2 + 1000 > s->max ? s->max : s->ns * 2 + 1000;
+    else
+        s->ns /= 2;
 }
 
 #endif

@@ -7,17 +7,18 @@
  * buffer of 3 words per op (result, call ns, return ns; -1 = not started / not returned).
  *
  * Threads: the caller is thread 0 and runs a plan itself; threads 1 .. N-1 are pthreads
- * created once. The gate (gate.h) is designed for fewer cores than threads: the workers that
- * can have a core of their own (indices below the number of cores; the caller holds one) spin
- * up to 20 us for the next round, the others spin
- * 3 us and sleep in FUTEX_WAIT. mmr_round bumps the round word and wakes the sleepers (one
- * FUTEX_WAKE, only when some thread sleeps); the caller and the threads with a core of their
- * own ("the group": indices below the number of cores) meet (each waits, spinning, at most
- * 20 us for the others: a thread the kernel is slow to run does not hold the round up), then
- * call at once; the caller runs its own plan, then waits for the workers (3 us spin, then
- * FUTEX_WAIT with the caller's deadline). Thread t runs plan (t + rotation) % N, the rotation
- * moving by one each round, so no task is always released first (and none always last).
- * An optional arrival gate (arrival=1) also holds every thread until all have woken.
+ * created once. The gate (gate.h) is designed for fewer cores than threads. "The group" is
+ * threads 0 .. min(N, cores)-1 (each can have a core of its own). Between rounds a worker
+ * spins on the round word (adaptively: up to 100 us in the group, 3 us outside it, halved
+ * after a spin that was not enough, doubled after one that was), then sleeps in FUTEX_WAIT.
+ * mmr_round bumps the round word and wakes the sleepers (one FUTEX_WAKE, only when some thread
+ * sleeps); the group then meets (each waits, spinning, at most 20 us for the others: a thread
+ * the kernel is slow to run does not hold the round up) and calls at once; the caller runs
+ * its own plan, then waits for the workers (adaptive spin of at most 3 us, then FUTEX_WAIT
+ * with the caller's deadline). Thread t runs plan (t + rotation) % N, the rotation moving by
+ * one each round, so no task is always released first (and none always last).
+ * Tuning (environment, read by mmr_open): MMRACE_GATE_SPIN_NS (the group's spin bound),
+ * MMRACE_GATE_PATIENCE_NS (the meeting's), MMRACE_GATE_ADAPT_MEET=1 (the meeting adapts too).
  * Stamps are CLOCK_MONOTONIC ns (time.monotonic_ns() in Python), taken right before and after
  * each system call; results use the raw convention (an address or 0, else -errno).
  * A round whose workers miss the deadline returns 1: the racer is then unusable (a thread is
@@ -37,7 +38,7 @@
 
 #define MMR_OP_FIELDS 7
 #define MMR_REC_FIELDS 3
-#define MMR_ABI 2
+#define MMR_ABI 3
 #define MMR_PATIENCE 20000 /* ns the threads with a core of their own wait for each other */
 enum { MMR_MMAP = 0, MMR_MUNMAP = 1, MMR_MPROTECT = 2 };
 
@@ -46,17 +47,17 @@ typedef struct mmr_racer mmr_racer;
 typedef struct {
     mmr_racer *racer;
     int index;
-    int spin;
+    mmr_spin round; /* waiting for the next round */
+    mmr_spin meet;  /* the group's meeting */
 } mmr_thread_arg;
 
 struct mmr_racer {
     int threads;
-    int arrival;    /* the arrival gate on/off */
-    int wait_spin;  /* ns the caller spins before sleeping */
     int group;      /* threads 0 .. group-1 have a core each (they meet before calling) */
-    int patience;   /* ns the group waits for each other */
+    int adapt_meet; /* the meeting's patience adapts too */
+    mmr_spin done_spin; /* the caller waiting for the workers */
     mmr_word gen;   /* rounds released */
-    mmr_word ready; /* arrivals, all rounds together */
+    mmr_word ready; /* the group's arrivals, all rounds together */
     mmr_word done;  /* finished workers, all rounds together */
     mmr_word hang;  /* never changes: a hung thread sleeps on it */
     uint32_t round;
@@ -69,7 +70,7 @@ struct mmr_racer {
     int forge_task;
     int hang_task;
     pthread_t *tids;
-    mmr_thread_arg *args;
+    mmr_thread_arg *args; /* args[0]: the caller's spins */
 };
 
 long mmr_call(const uint64_t *op) {
@@ -98,7 +99,7 @@ static void mmr_run_plan(mmr_racer *r, int plan, int worker) {
         int64_t call = mmr_now();
         rec[1] = call;
         if (worker && plan == r->hang_task)
-            for (;;) mmr_wait(&r->hang, mmr_differs, 0, 0, 0);
+            for (;;) mmr_wait(&r->hang, mmr_differs, 0, 0, 0, NULL);
         long res = mmr_call(op);
         int64_t ret = mmr_now();
         if (plan == r->forge_task && res < 0 && op[0] == MMR_MMAP) res = (long)op[1];
@@ -107,15 +108,18 @@ static void mmr_run_plan(mmr_racer *r, int plan, int worker) {
     }
 }
 
-/* The arrival gate: wait until `group` threads have arrived in this round (arrivals count up
- * over all rounds), at most `patience` ns when it is not 0 (then go anyway). */
-static void mmr_arrive(mmr_racer *r, uint32_t round, int group, int spin, int64_t patience) {
-    uint32_t want = round * (uint32_t)group;
+/* The group's meeting: wait until the group has arrived in this round (arrivals count up over
+ * all rounds), spinning at most t->meet.ns (then go anyway). */
+static void mmr_meet(mmr_racer *r, mmr_thread_arg *t, uint32_t round) {
+    uint32_t want = round * (uint32_t)r->group;
     uint32_t got = atomic_fetch_add(&r->ready.value, 1) + 1;
-    if (mmr_reaches(got, want))
-        mmr_wake(&r->ready);
-    else
-        mmr_wait(&r->ready, mmr_reaches, want, spin, patience ? mmr_now() + patience : 0);
+    if (mmr_reaches(got, want)) {
+        if (r->adapt_meet) mmr_adapt(&t->meet, 1);
+        return;
+    }
+    int met = 0;
+    mmr_wait(&r->ready, mmr_reaches, want, t->meet.ns, mmr_now() + t->meet.ns, &met);
+    if (r->adapt_meet) mmr_adapt(&t->meet, met);
 }
 
 static void *mmr_worker(void *p) {
@@ -126,12 +130,11 @@ static void *mmr_worker(void *p) {
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the caller's thread */
     uint32_t seen = 0;
     for (;;) {
-        seen = mmr_wait(&r->gen, mmr_differs, seen, a->spin, 0);
+        int spun = 0;
+        seen = mmr_wait(&r->gen, mmr_differs, seen, a->round.ns, 0, &spun);
+        mmr_adapt(&a->round, spun);
         if (atomic_load(&r->stop)) return NULL;
-        if (r->arrival)
-            mmr_arrive(r, seen, r->threads, a->spin, 0);
-        else if (a->index < r->group)
-            mmr_arrive(r, seen, r->group, a->spin, r->patience);
+        if (a->index < r->group) mmr_meet(r, a, seen);
         int plan = (a->index + r->rotation) % r->threads;
         if (plan < r->plans) mmr_run_plan(r, plan, 1);
         mmr_bump(&r->done);
@@ -142,15 +145,18 @@ int mmr_abi(void) { return MMR_ABI; }
 
 void mmr_close(mmr_racer *r);
 
-/* A racer of `threads` threads (the caller and threads - 1 workers); arrival: 1 for the
- * arrival gate. NULL if the workers cannot start. */
-mmr_racer *mmr_open(int threads, int arrival) {
+static int mmr_knob(const char *name, int fallback) {
+    const char *text = getenv(name); /* tuning, read once per racer */
+    return text && *text ? atoi(text) : fallback;
+}
+
+/* A racer of `threads` threads (the caller and threads - 1 workers). NULL if the workers
+ * cannot start. */
+mmr_racer *mmr_open(int threads) {
     if (threads < 1) return NULL;
     mmr_racer *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->threads = threads;
-    r->arrival = arrival;
-    r->wait_spin = MMR_SPIN_SHORT;
     r->forge_task = r->hang_task = -1;
     r->tids = calloc((size_t)threads, sizeof *r->tids);
     r->args = calloc((size_t)threads, sizeof *r->args);
@@ -162,17 +168,18 @@ mmr_racer *mmr_open(int threads, int arrival) {
     }
     int cores = mmr_cores();
     r->group = cores < threads ? cores : threads;
-    const char *knob = getenv("MMRACE_GATE_SPIN_NS"); /* tuning: the long spin, in ns */
-    int spin_long = knob && *knob ? atoi(knob) : MMR_SPIN_LONG;
-    knob = getenv("MMRACE_GATE_PATIENCE_NS");
-    r->patience = knob && *knob ? atoi(knob) : MMR_PATIENCE;
+    int spin_long = mmr_knob("MMRACE_GATE_SPIN_NS", MMR_SPIN_LONG);
+    int patience = mmr_knob("MMRACE_GATE_PATIENCE_NS", MMR_PATIENCE);
+    r->adapt_meet = mmr_knob("MMRACE_GATE_ADAPT_MEET", 0);
+    r->done_spin = (mmr_spin){MMR_SPIN_SHORT, MMR_SPIN_SHORT};
+    for (int i = 0; i < threads; i++) {
+        int spin = i < r->group ? spin_long : MMR_SPIN_SHORT;
+        r->args[i] = (mmr_thread_arg){r, i, {spin, spin}, {patience, patience}};
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 1 << 16);
     for (int i = 1; i < threads; i++) {
-        r->args[i].racer = r;
-        r->args[i].index = i;
-        r->args[i].spin = i < cores ? spin_long : MMR_SPIN_SHORT;
         if (pthread_create(&r->tids[i], &attr, mmr_worker, &r->args[i])) {
             r->threads = i; /* close joins the ones that started */
             pthread_attr_destroy(&attr);
@@ -202,17 +209,14 @@ int mmr_round(mmr_racer *r, int plans, const uint64_t *ops, const int32_t *offse
     uint32_t round = ++r->round;
     int64_t deadline = timeout_ns > 0 ? mmr_now() + timeout_ns : 0;
     atomic_fetch_add_explicit(&r->gen.value, 1, memory_order_seq_cst);
-    if (r->arrival) {
-        mmr_wake(&r->gen);
-        mmr_arrive(r, round, r->threads, MMR_SPIN_SHORT, 0);
-    } else {
-        mmr_wake(&r->gen); /* only when some worker sleeps */
-        mmr_arrive(r, round, r->group, r->patience, r->patience);
-    }
+    mmr_wake(&r->gen); /* only when some worker sleeps */
+    mmr_meet(r, &r->args[0], round);
     int plan = r->rotation % r->threads; /* thread 0's plan */
     if (plan < plans) mmr_run_plan(r, plan, 0);
     uint32_t want = round * (uint32_t)(r->threads - 1);
-    uint32_t got = mmr_wait(&r->done, mmr_reaches, want, r->wait_spin, deadline);
+    int spun = 0;
+    uint32_t got = mmr_wait(&r->done, mmr_reaches, want, r->done_spin.ns, deadline, &spun);
+    mmr_adapt(&r->done_spin, spun);
     return mmr_reaches(got, want) ? 0 : 1;
 }
 

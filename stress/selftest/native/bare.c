@@ -30,7 +30,7 @@ static void *bare_worker(void *p) {
     bare_arg *a = p;
     uint32_t seen = 0;
     for (;;) {
-        seen = mmr_wait(a->gen, mmr_differs, seen, a->spin, 0);
+        seen = mmr_wait(a->gen, mmr_differs, seen, a->spin, 0, NULL);
         if (atomic_load(a->stop)) return NULL;
         int64_t call = mmr_now();
         long res = syscall(SYS_mmap, a->base, a->page, PROT_READ | PROT_WRITE,
@@ -66,7 +66,7 @@ int mmr_bare(int threads, uint64_t base, uint64_t page, double seconds, int64_t 
         while (now < end) {
             mmr_bump(&gen);
             uint32_t want = (uint32_t)(rounds + 1) * (uint32_t)threads;
-            mmr_wait(&done, mmr_reaches, want, wait_spin, 0);
+            mmr_wait(&done, mmr_reaches, want, wait_spin, 0, NULL);
             int64_t latest_call = 0, earliest_ret = INT64_MAX;
             int winner = -1;
             for (int i = 0; i < threads; i++) {
