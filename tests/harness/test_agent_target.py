@@ -154,3 +154,16 @@ async def test_library_use_and_serial_death(agent: str) -> None:
         assert nxt.problems == ["agent was killed by signal 9 (SIGKILL) (in round 0, serial)"]
     finally:
         await target.aclose()
+
+
+def test_native_agent_reports_interference(
+    mmrace_run: Callable[..., RunResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page mapped in the native agent's arena behind its back (the test switch
+    ``intrude:R`` maps one before race R's check) is interference: the run is UNKNOWN."""
+    monkeypatch.setenv("MMRACE_AGENT_FAULT", "intrude:2")
+    code, summary = run(mmrace_run, "native", rounds=4)
+    assert (code, summary["verdict"]) == (3, "UNKNOWN")
+    [problem] = summary["problems"]
+    assert problem.startswith("interference: [0x10003ffff000, 0x100040000000)")
+    assert problem.endswith("is mapped inside the arena but this run never mapped it")

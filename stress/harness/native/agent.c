@@ -12,7 +12,8 @@
  * outside them is allowed only over a mapping one of our non-fixed mmaps placed there. Before
  * each race, anything mapped in an arena that none of our mmaps created is reported as
  * interference (the run is then UNKNOWN). No content oracle (no "content" in answers).
- * Test-only fault injection: MMRACE_AGENT_FAULT=exit:R|kill:R|hang:R after race round R.
+ * Test-only fault injection: MMRACE_AGENT_FAULT=exit:R|kill:R|hang:R after race round R;
+ * intrude:R maps a page at the top of the first arena just before race R's interference check.
  * The parser reads the fixed message shapes only. This file is part of mmrace (MIT). */
 #include "racer.c"
 
@@ -442,11 +443,17 @@ static void close_all(void) {
     strays.n = 0;
 }
 
-static void fault(int round) {
+static void fault(int round, int before) {
     const char *text = getenv("MMRACE_AGENT_FAULT");
     char kind[8];
     int at;
     if (!text || sscanf(text, "%7[a-z]:%d", kind, &at) != 2 || at != round) return;
+    if (before) { /* intrude:R: a page nobody asked for, at the top of the space, before race R */
+        if (!strcmp(kind, "intrude") && arenas.n)
+            syscall(SYS_mmap, arenas.r[0].hi - page, page, PROT_NONE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        return;
+    }
     if (!strcmp(kind, "exit")) _exit(3);
     if (!strcmp(kind, "kill")) kill(getpid(), SIGKILL);
     if (!strcmp(kind, "hang"))
@@ -552,6 +559,7 @@ static void do_round(jv *req) {
     char *problems = NULL;
     if (!serial) {
         size_t before = olen;
+        fault((int)r->num, 1);
         out_problems();
         problems = strndup(obuf + before, olen - before);
         olen = mark;
@@ -580,7 +588,7 @@ static void do_round(jv *req) {
     out("],\"problems\":%s,\"overlapped\":%s}", problems ? problems : "[]",
         !serial && ran >= 2 && latest_start < earliest_end ? "true" : "false");
     free(problems);
-    if (!serial) fault((int)r->num);
+    if (!serial) fault((int)r->num, 0);
     send_line();
 done:
     free(ops);
