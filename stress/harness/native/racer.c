@@ -171,7 +171,8 @@ mmr_racer *mmr_open(int threads) {
     int spin_long = mmr_knob("MMRACE_GATE_SPIN_NS", MMR_SPIN_LONG);
     int patience = mmr_knob("MMRACE_GATE_PATIENCE_NS", MMR_PATIENCE);
     r->adapt_meet = mmr_knob("MMRACE_GATE_ADAPT_MEET", 0);
-    r->done_spin = (mmr_spin){MMR_SPIN_SHORT, MMR_SPIN_SHORT};
+    int done_max = mmr_knob("MMRACE_GATE_DONE_NS", MMR_SPIN_SHORT);
+    r->done_spin = (mmr_spin){done_max, done_max};
     for (int i = 0; i < threads; i++) {
         int spin = i < r->group ? spin_long : MMR_SPIN_SHORT;
         r->args[i] = (mmr_thread_arg){r, i, {spin, spin}, {patience, patience}};
