@@ -130,3 +130,17 @@ async def test_a_hung_call_times_out_as_a_problem(monkeypatch: pytest.MonkeyPatc
         assert (await target.run_race(r + 1, grab)).records == []
     finally:
         await target.aclose()  # unmaps the arena (task 0's page) even so
+
+
+def test_no_compiler_for_the_native_agent_is_a_one_line_usage_error(
+    fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stress.errors import UsageError
+    from stress.harness._agent import AgentTarget
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(_native, "COMPILERS", ("mmrace-no-such-cc",))
+    monkeypatch.setattr(_native, "STATIC_COMPILERS", ())
+    with pytest.raises(UsageError) as caught:
+        AgentTarget(TargetOptions(spec="agent", agent="native"))
+    assert str(caught.value) == ("--agent native: no C compiler found (tried mmrace-no-such-cc)")
