@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from matplotlib.axes import Axes
+from typing import TYPE_CHECKING
 
 from plots.data import SweepPoint
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def _task_axis(ax: Axes, points: tuple[SweepPoint, ...]) -> list[int]:
@@ -39,7 +42,7 @@ def throughput_overlap(ax: Axes, points: tuple[SweepPoint, ...]) -> tuple[Axes, 
     )
     right.set_ylim(0, 1.05)
     right.set_ylabel("overlap ratio (rounds whose calls overlapped)")
-    ax.legend(handles=[left, over], loc="upper left")
+    ax.legend(handles=[left, over], loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     ax.set_title("Throughput and overlap against task count")
     return ax, right
 
@@ -63,5 +66,5 @@ def contention(ax: Axes, points: tuple[SweepPoint, ...]) -> Axes:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of probes that lost (EEXIST)")
     ax.set_title("Contention against task count")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     return ax

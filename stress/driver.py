@@ -316,6 +316,7 @@ def build_summary(
     if exploration is not None and first_failure is not None:
         exploration = {**exploration, "first_failure": first_failure}
     replay_cmd = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
+    rerun_cmd = None if replayable else rerun_command(config)
     return {
         "mmrace_summary": SUMMARY_VERSION,
         "verdict": judgement.verdict.value,
@@ -363,6 +364,8 @@ def build_summary(
         "grading": grader.to_json() if grader else {},
         "race": race.to_json() if race else None,
         "replay": replay_cmd,
+        "rerun": rerun_cmd,
+        "host": host_facts(),
         "exploration": exploration,
         "files": {
             "history": HISTORY_FILE,
@@ -371,6 +374,44 @@ def build_summary(
             "summary": SUMMARY_FILE,
         },
         "run_dir": str(out),
+    }
+
+
+def rerun_command(config: RunConfig) -> str:
+    """A copy-paste `mmrace run ...` with this run's settings, for runs that cannot be replayed
+    (real clocks: the same seed gives the same plans, not the same interleavings)."""
+    opts = config.target
+    argv = ["mmrace", "run", config.workload_ref, "--target", opts.spec]
+    argv += ["--tasks", str(config.tasks)]
+    if config.rounds is not None:
+        argv += ["--rounds", str(config.rounds)]
+    elif config.time_budget is not None:
+        argv += ["--time-budget", f"{config.time_budget:g}"]
+    argv += ["--seed", str(opts.seed)]
+    if opts.spec.startswith("model") or is_plugin(opts.spec):
+        if opts.scheduler != "random":
+            argv += ["--scheduler", opts.scheduler]
+        if opts.variant:
+            argv += ["--variant", opts.variant]
+    if opts.wrapper:
+        argv += ["--wrapper", shlex.join(opts.wrapper)]
+    return shlex.join(argv)
+
+
+def host_facts() -> dict[str, Any]:
+    """The machine the run ran on, for the top of the report: kernel release, page size,
+    vm.mmap_min_addr (and the LSM minimum), whether this process holds CAP_SYS_RAWIO."""
+    import platform
+
+    import mm.kernel
+
+    params = mm.kernel.host_params()
+    return {
+        "kernel": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "page_size": params.page_size,
+        "mmap_min_addr": params.dac_mmap_min_addr,
+        "lsm_mmap_min_addr": params.lsm_mmap_min_addr,
+        "privileged": params.privileged,
     }
 
 

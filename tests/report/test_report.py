@@ -277,7 +277,10 @@ def test_write_report_on_a_real_run(ok_run: Path) -> None:
     assert path == ok_run / "report.html"
     doc = parse(path.read_text(encoding="utf-8"))
     assert doc.errors == [] and doc.stack == []
-    names = ["outcomes", "wins", "latency", "lock-wait", "timeline"]
+    names = [
+        "outcomes", "wins", "winner-rank", "in-flight", "latency", "latency-time", "lock-wait",
+        "timeline",
+    ]  # fmt: skip
     assert [img["alt"] for img in doc.images] == [f"{n} plot" for n in names]
     assert sorted(p.name for p in (ok_run / "plots").iterdir()) == sorted(f"{n}.png" for n in names)
     view = load_run(ok_run)
