@@ -198,8 +198,11 @@ def perform(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+    say = getattr(progress, "phase", None)
     header, reader = read_history(config.out / HISTORY_FILE)
     ops = list(reader)
+    if say is not None:
+        say("check", f"grading {stats.rounds:,} rounds and checking {len(ops):,} operations")
     phases = dict(stats.phases)
     started = time.perf_counter()
     space = stats.space or workloads.Space.from_params(target.params)
@@ -241,6 +244,9 @@ def perform(
         first_failure=first_failure or None,
     )
     write_summary(config.out, summary)
+    done = getattr(progress, "done", None)
+    if done is not None:
+        done()
     return summary
 
 

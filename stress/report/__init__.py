@@ -2,7 +2,8 @@
 
 It reads what the earlier stages wrote (summary.json, run.json; sweep.json and mutants.json) and
 never re-judges: `load_run` builds the `RunView`, `write_report` the page and its plots,
-`write_junit` the XML, `format_summary` the text `mmrace run` prints.
+`write_junit` the XML, `format_summary` the text `mmrace run` prints. `warm_up` starts the
+plot workers early (they import matplotlib while the caller does something else).
 """
 
 from stress.report._files import (
@@ -16,6 +17,7 @@ from stress.report._files import (
 )
 from stress.report._html import render_html, write_report
 from stress.report._junit import junit_xml, write_junit
+from stress.report._render import warm_up
 from stress.report._text import format_summary
 from stress.report._view import Check, RunView, load_run
 
@@ -34,5 +36,6 @@ __all__ = [
     "render_html",
     "sweep_to_json",
     "write_junit",
+    "warm_up",
     "write_report",
 ]

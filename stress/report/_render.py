@@ -17,7 +17,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-PRELOAD = ["plots.save"]
+PRELOAD = ["stress.report._warm"]
 MAX_WORKERS = 4
 # the figures that take longest first, so the last job to finish is a short one
 _COST = {"timeline": 0, "latency": 1, "lock-wait": 2, "latency-time": 3}

@@ -231,4 +231,3 @@ def explorer(cex: Timeline, max_rows: int = MAX_ROWS) -> str:
         '<ol class="cex-steps"></ol>'
         f"<script>{JS}</script></div>"
     )
-

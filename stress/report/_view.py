@@ -301,7 +301,10 @@ def _counterexample(data: Any, clock: str, where: str) -> Timeline | None:
         field(e, "call", int, at)
     linearized = field(data, "linearized", list, at)
     stuck = [(field(s, "event", int, at), str(s.get("why", ""))) for s in data.get("stuck", [])]
-    title = f"Counterexample: {len(linearized)} calls linearized, then stuck on {len(stuck)}"
+    n = len(linearized)
+    title = (
+        f"Counterexample: {n} call{'' if n == 1 else 's'} linearized, then stuck on {len(stuck)}"
+    )
     return counterexample_timeline(events, linearized, stuck, title, clock)
 
 
