@@ -35,7 +35,7 @@ __all__ = [
     "read_json",
     "render_html",
     "sweep_to_json",
-    "write_junit",
     "warm_up",
+    "write_junit",
     "write_report",
 ]

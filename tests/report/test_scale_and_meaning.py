@@ -91,7 +91,9 @@ def _summary(tasks: int, *, target: str = "model", cex_tasks: int = 0) -> dict[s
             "winner_rank": [[k, 1] for k in range(200)],
             "latency_over_time": {
                 "bin_rounds": 4,
-                "bins": [{"first_round": 4 * i, "calls": 9, "mean": 50.0, "max": 90} for i in range(50)],
+                "bins": [
+                    {"first_round": 4 * i, "calls": 9, "mean": 50.0, "max": 90} for i in range(50)
+                ],
             },
             "sample_round": {"title": "Round 0: racing calls", "calls": calls},
         },
