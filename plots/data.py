@@ -129,6 +129,10 @@ class SweepPoint:
     probes: int  # MAP_FIXED_NOREPLACE calls
     lost: int  # probes that failed with EEXIST
     verdict: str = "OK"
+    # per repeat at this size: (p50, p90, p99) latency of the racing calls, in units of clock
+    latency_percentiles: tuple[tuple[float, float, float], ...] = ()
+    clock: str = "ns"
+    repeats: int = 1
 
     @property
     def throughput(self) -> float:

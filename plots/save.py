@@ -130,6 +130,16 @@ def sweep_layouts(sweep: SweepData) -> dict[str, tuple[tuple[float, float], Buil
             lambda fig: _one(fig, lambda ax: scaling.throughput_overlap(ax, pts)),
         ),
         "contention": ((8.0, 4.5), lambda fig: _one(fig, lambda ax: scaling.contention(ax, pts))),
+        **(
+            {
+                "latency-percentiles": (
+                    (9.0, 4.5),
+                    lambda fig: _one(fig, lambda ax: scaling.latency_percentiles(ax, pts)),
+                )
+            }
+            if any(p.latency_percentiles for p in pts)
+            else {}
+        ),
     }
 
 

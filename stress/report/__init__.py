@@ -18,12 +18,14 @@ from stress.report._files import (
 from stress.report._html import render_html, write_report
 from stress.report._junit import junit_xml, write_junit
 from stress.report._render import warm_up
+from stress.report._sweep import SWEEP_HTML, sweep_html, write_sweep_report
 from stress.report._text import format_summary
 from stress.report._view import Check, RunView, load_run
 
 __all__ = [
     "MUTANTS_FILE",
     "SWEEP_FILE",
+    "SWEEP_HTML",
     "Check",
     "RunView",
     "format_summary",
@@ -34,8 +36,10 @@ __all__ = [
     "mutants_to_json",
     "read_json",
     "render_html",
+    "sweep_html",
     "sweep_to_json",
     "warm_up",
     "write_junit",
     "write_report",
+    "write_sweep_report",
 ]
