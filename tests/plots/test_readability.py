@@ -4,6 +4,7 @@ grade colours, the new race plots, and that importing the plot modules loads no 
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ def ax() -> Iterator[Axes]:
 def test_integer_data_gets_integer_aligned_bins() -> None:
     edges = race.hist_bins([0.0, 1.0, 1.0, 2.0, 7.0])
     assert isinstance(edges, list)
-    assert edges[0] == -0.5 and all(b - a == 1 for a, b in zip(edges, edges[1:], strict=False))
+    assert edges[0] == -0.5 and all(b - a == 1 for a, b in itertools.pairwise(edges))
     wide = race.hist_bins([float(v) for v in range(0, 1000, 3)], most=40)
     assert isinstance(wide, list) and len(wide) <= 42
     step = wide[1] - wide[0]
@@ -50,9 +51,8 @@ def test_lock_wait_histogram_of_integers_has_no_empty_comb(ax: Axes) -> None:
 
 
 def test_outcome_rows_are_capped_and_keep_the_worst_grade() -> None:
-    rows = tuple(OutcomeRow(f"k{i}", 1, "ACCEPTABLE") for i in range(30)) + (
-        OutcomeRow("bad", 1, "FORBIDDEN"),
-    )
+    good = [OutcomeRow(f"k{i}", 1, "ACCEPTABLE") for i in range(30)]
+    rows = (*good, OutcomeRow("bad", 1, "FORBIDDEN"))
     capped = race.capped_rows(rows)
     assert len(capped) == race.MAX_OUTCOME_ROWS
     assert capped[-1].grade == "FORBIDDEN" and capped[-1].count == 31 - race.MAX_OUTCOME_ROWS + 1
