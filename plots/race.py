@@ -103,7 +103,7 @@ def latency_cdf(ax: Axes, latencies: Latencies) -> Axes:
     ax.set_title("Latency of racing calls by outcome (CDF)")
     ax.set_xlabel(f"latency ({unit})")
     ax.set_ylabel("share of calls")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2)
     return ax
 
 

@@ -96,7 +96,7 @@ def run_layouts(run: RunData) -> dict[str, tuple[tuple[float, float], Builder]]:
             lambda fig: _one(fig, lambda ax: race.in_flight(ax, run.in_flight, run.tasks)),
         )
     layouts["latency"] = (
-        (8.0, 4.5),
+        (9.0, 5.0),
         lambda fig: _one(fig, lambda ax: race.latency_cdf(ax, run.latencies)),
     )
     if run.latency_time is not None:
