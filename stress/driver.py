@@ -457,7 +457,9 @@ def summarize_check(
             result = checker.minimized(model, result, left)
             cx = result.counterexample
             assert cx is not None  # minimized() keeps a counterexample
-            text = "\n".join(checker.counterexample_lines(model, cx, original)).strip("\n")
+            clock = "steps" if header.extra.get("clock") == "steps" else "ns"
+            lines = checker.counterexample_lines(model, cx, original, clock=clock)
+            text = "\n".join(lines).strip("\n")
             details = counterexample_json(cx, original)
     except UsageError:
         raise

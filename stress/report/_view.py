@@ -27,7 +27,7 @@ from plots.data import (
 )
 from stress.errors import UsageError
 from stress.report._files import field, read_json
-from stress.report._text import exploration_line
+from stress.report._text import exploration_line, plain
 from stress.rundir import RUN_FILE, SUMMARY_FILE
 from stress.verdict import Verdict, worst
 
@@ -205,17 +205,6 @@ def _hex(value: Any) -> str:
 
 def _bytes(value: Any) -> str:
     return f"{value} bytes" if isinstance(value, int) and not isinstance(value, bool) else ""
-
-
-def plain(value: Any) -> str:
-    """A JSON value in words: lists comma-joined, no Python reprs (quotes, brackets, None)."""
-    if isinstance(value, list | tuple):
-        return ", ".join(plain(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={plain(v)}" for k, v in value.items())
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
 
 
 def _latencies(data: Any, clock: str) -> Latencies:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -149,6 +150,9 @@ def test_report_shows_verdicts_outcomes_counterexample_and_replay(page: str) -> 
     assert "<range>" not in page
     assert "mmrace replay runs/x --round 7" in text
     assert 'class="conflict"' in page
+    assert 'data-js="static"' in page and 'class="call stuck"' in page  # the explorer
+    text = json.loads((bad_run / "summary.json").read_text())["check"]["counterexample"]
+    assert "(step 0 .. step " in text and " ns" not in text  # the step clock, as steps
 
 
 def test_report_without_counterexample_or_replay_omits_them(images: dict[str, bytes]) -> None:
