@@ -17,6 +17,7 @@ from stress.report._files import (
 )
 from stress.report._html import render_html, write_report
 from stress.report._junit import junit_xml, write_junit
+from stress.report._render import render as render_plots
 from stress.report._render import warm_up
 from stress.report._sweep import SWEEP_HTML, sweep_html, write_sweep_report
 from stress.report._text import format_summary
@@ -36,6 +37,7 @@ __all__ = [
     "mutants_to_json",
     "read_json",
     "render_html",
+    "render_plots",
     "sweep_html",
     "sweep_to_json",
     "warm_up",

@@ -93,7 +93,3 @@ def render(kind: str, data: Any, fmt: str = "png", workers: int | None = None) -
 
     return save.render(_layouts(kind, data), fmt)
 
-
-def worker_count(kind: str, data: Any) -> int:
-    """How many processes `render` would draw ``data``'s figures with."""
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1, len(names(kind, data))))
