@@ -198,3 +198,12 @@ def test_counterexample_explorer_screenshot_is_not_blank(violation: Path, tmp_pa
     assert pixels.shape[:2] == (1400, 1100)
     colours = {tuple(p) for p in pixels[::10, ::10].reshape(-1, pixels.shape[2]).tolist()}
     assert len(colours) > 20
+
+
+def test_parallel_drawing_gives_the_same_bytes_as_in_process(big: Path) -> None:
+    from stress.report._render import render
+
+    run = load_run(big).run
+    parallel = render("run", run, workers=2)
+    here = render("run", run, workers=1)
+    assert list(parallel) == list(here) and parallel == here
