@@ -253,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
         file=info,
         flush=True,
     )
-    if not args.no_report:  # the plot workers import matplotlib on another core meanwhile
+    if not args.no_report and args.target not in REAL_TARGETS:
+        # the plot workers import matplotlib on another core while the race runs (not beside a
+        # kernel or agent race: a busy core beside it would change the interleavings it sees)
         from stress.report import warm_up
 
         warm_up()

@@ -92,4 +92,3 @@ def render(kind: str, data: Any, fmt: str = "png", workers: int | None = None) -
     from plots import save
 
     return save.render(_layouts(kind, data), fmt)
-
