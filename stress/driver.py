@@ -202,8 +202,11 @@ def perform(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+    say = getattr(progress, "phase", None)
     header, reader = read_history(config.out / HISTORY_FILE)
     ops = list(reader)
+    if say is not None:
+        say("check", f"grading {stats.rounds:,} rounds and checking {len(ops):,} operations")
     phases = dict(stats.phases)
     started = time.perf_counter()
     space = stats.space or workloads.Space.from_params(target.params)
@@ -245,6 +248,9 @@ def perform(
         first_failure=first_failure or None,
     )
     write_summary(config.out, summary)
+    done = getattr(progress, "done", None)
+    if done is not None:
+        done()
     return summary
 
 
@@ -320,6 +326,7 @@ def build_summary(
     if exploration is not None and first_failure is not None:
         exploration = {**exploration, "first_failure": first_failure}
     replay_cmd = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
+    rerun_cmd = None if replayable else rerun_command(config)
     return {
         "mmrace_summary": SUMMARY_VERSION,
         "verdict": judgement.verdict.value,
@@ -367,6 +374,8 @@ def build_summary(
         "grading": grader.to_json() if grader else {},
         "race": race.to_json() if race else None,
         "replay": replay_cmd,
+        "rerun": rerun_cmd,
+        "host": host_facts(),
         "exploration": exploration,
         "files": {
             "history": HISTORY_FILE,
@@ -375,6 +384,44 @@ def build_summary(
             "summary": SUMMARY_FILE,
         },
         "run_dir": str(out),
+    }
+
+
+def rerun_command(config: RunConfig) -> str:
+    """A copy-paste `mmrace run ...` with this run's settings, for runs that cannot be replayed
+    (real clocks: the same seed gives the same plans, not the same interleavings)."""
+    opts = config.target
+    argv = ["mmrace", "run", config.workload_ref, "--target", opts.spec]
+    argv += ["--tasks", str(config.tasks)]
+    if config.rounds is not None:
+        argv += ["--rounds", str(config.rounds)]
+    elif config.time_budget is not None:
+        argv += ["--time-budget", f"{config.time_budget:g}"]
+    argv += ["--seed", str(opts.seed)]
+    if opts.spec.startswith("model") or is_plugin(opts.spec):
+        if opts.scheduler != "random":
+            argv += ["--scheduler", opts.scheduler]
+        if opts.variant:
+            argv += ["--variant", opts.variant]
+    if opts.wrapper:
+        argv += ["--wrapper", shlex.join(opts.wrapper)]
+    return shlex.join(argv)
+
+
+def host_facts() -> dict[str, Any]:
+    """The machine the run ran on, for the top of the report: kernel release, page size,
+    vm.mmap_min_addr (and the LSM minimum), whether this process holds CAP_SYS_RAWIO."""
+    import platform
+
+    import mm.kernel
+
+    params = mm.kernel.host_params()
+    return {
+        "kernel": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "page_size": params.page_size,
+        "mmap_min_addr": params.dac_mmap_min_addr,
+        "lsm_mmap_min_addr": params.lsm_mmap_min_addr,
+        "privileged": params.privileged,
     }
 
 
@@ -414,7 +461,9 @@ def summarize_check(
             result = checker.minimized(model, result, left)
             cx = result.counterexample
             assert cx is not None  # minimized() keeps a counterexample
-            text = "\n".join(checker.counterexample_lines(model, cx, original)).strip("\n")
+            clock = "steps" if header.extra.get("clock") == "steps" else "ns"
+            lines = checker.counterexample_lines(model, cx, original, clock=clock)
+            text = "\n".join(lines).strip("\n")
             details = counterexample_json(cx, original)
     except UsageError:
         raise

@@ -273,13 +273,23 @@ def run(args: argparse.Namespace) -> int:
         file=info,
         flush=True,
     )
+    if not args.no_report and args.target not in REAL_TARGETS:
+        # the plot workers import matplotlib on another core while the race runs (not beside a
+        # kernel or agent race: a busy core beside it would change the interleavings it sees)
+        from stress.report import warm_up
+
+        warm_up()
     progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
     summary = perform(config, target, check_timeout=check_timeout, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+    if progress is not None and not args.no_report:
+        progress.phase("report", "drawing the plots (in parallel) and writing report.html")
     _write_report(out, not args.no_report, args.junit, sys.stderr if args.json else sys.stdout)
+    if progress is not None:
+        progress.done()
     return int(summary["exit_code"])
 
 

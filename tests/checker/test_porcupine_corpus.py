@@ -199,3 +199,14 @@ def test_minimize_shrinks_a_real_violation() -> None:
     assert len(shrunk) < len(events) // 2
     originals = set(events) | {e.replace(ret=None) for e in events}
     assert set(shrunk) <= originals
+
+
+def test_bench_without_the_data_skips_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stress.selftest import bench_checker
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "absent"))
+    (figure,) = bench_checker.run(["porcupine"], repeat=1)
+    assert figure.skipped and figure.ok and figure.target is None
+    assert str(tmp_path / "absent") in figure.note and ENV_VAR in figure.note
