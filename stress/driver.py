@@ -23,7 +23,7 @@ import trio
 import mm
 import workloads
 from stress import checker, grading, report
-from stress.errors import UsageError
+from stress.errors import UsageError, interruption
 from stress.harness import (
     RaceOutcome,
     RoundLog,
@@ -198,22 +198,36 @@ def perform(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+    # Ctrl-C (or SIGTERM) from here on: judge what is there, as incomplete
+    late: str | None = None
     header, reader = read_history(config.out / HISTORY_FILE)
-    ops = list(reader)
     phases = dict(stats.phases)
-    started = time.perf_counter()
     space = stats.space or workloads.Space.from_params(target.params)
-    grader, race = grading.grade_history(
-        config.workload, config.tasks, config.target.seed, target.params, space, ops, reader.rounds
-    )
+    grader = race = None
+    started = time.perf_counter()
+    ops: list[Operation] | None = None
+    try:
+        ops = list(reader)
+        grader, race = grading.grade_history(
+            config.workload, config.tasks, config.target.seed, target.params, space, ops,
+            reader.rounds,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        ops, late = None, f"interrupted ({interruption()}) while reading and grading the history"
     phases["grade"] = time.perf_counter() - started
     started = time.perf_counter()
-    try:
-        check = summarize_check(header, ops, check_timeout)
-    except KeyboardInterrupt:
-        check = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0.0, 0, 0)
+    if ops is None:
+        check = grading.CheckSummary(Verdict.UNKNOWN, f"not checked: {late}", 0.0, 0, 0)
+    else:
+        try:
+            check = summarize_check(header, ops, check_timeout)
+        except KeyboardInterrupt:
+            late = f"interrupted ({interruption()}) while checking"
+            check = grading.CheckSummary(Verdict.UNKNOWN, f"check {late}", 0.0, 0, 0)
     phases["check"] = time.perf_counter() - started
     del ops
+    if late is not None and not stats.interrupted:
+        stats.interrupted = late
     judgement = grading.judge(
         check,
         grader,
@@ -380,6 +394,19 @@ def write_summary(out: Path, summary: dict[str, Any]) -> Path:
     return path
 
 
+def mark_interrupted(out: Path, summary: dict[str, Any], what: str) -> dict[str, Any]:
+    """The judged run's summary once a later phase (the report) was interrupted: the run is
+    incomplete, so an OK becomes UNKNOWN (a VIOLATION stays); DIR/summary.json is rewritten."""
+    reason = f"run incomplete: {what}"
+    summary = {**summary, "interrupted": summary.get("interrupted") or what}
+    summary["reasons"] = [*summary.get("reasons", []), reason]
+    if summary["verdict"] == Verdict.OK.value:
+        summary["verdict"] = Verdict.UNKNOWN.value
+        summary["exit_code"] = Verdict.UNKNOWN.exit_code
+    write_summary(out, summary)
+    return summary
+
+
 def write_reports(out: Path, *, html: bool, junit: Path | None) -> list[str]:
     """DIR/report.html and the JUnit file from the judged run; lines saying what was written."""
     lines = []
@@ -456,12 +483,26 @@ class CheckedFile:
         return self.result.verdict
 
 
+def incomplete_history(trailer: dict[str, Any] | None) -> str | None:
+    """Why a history is not the whole run (no trailer: killed, or still being written; or
+    an interrupted run), or None; such a history is judged UNKNOWN at best, never OK."""
+    if trailer is None:
+        return "the history has no trailer (the run was killed or is still being written)"
+    if trailer.get("interrupted"):
+        return f"the run was incomplete: {trailer['interrupted']}"
+    return None
+
+
 def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
     """Judge any history file (streamed in; malformed input is a UsageError naming the line)."""
     header, reader = read_history(path)
     params = checker.params_of(header)
     events, rounds = checker.to_events(reader)
     result = checker.check_events(params, events, rounds, timeout=timeout)
+    incomplete = incomplete_history(reader.trailer)
+    if incomplete is not None and result.verdict is Verdict.OK:
+        reason = f"{incomplete}; the {len(events)} operations it holds are linearizable"
+        result = attrs.evolve(result, verdict=Verdict.UNKNOWN, reason=reason)
     model = checker.MmModel(params)
     original = None
     if result.counterexample is not None and minimize and result.verdict is Verdict.VIOLATION:

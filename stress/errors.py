@@ -7,3 +7,16 @@ class UsageError(Exception):
     """A user's mistake (bad flag, malformed file): message names the place and the problem."""
 
     exit_code = 2
+
+
+_interruption = ["Ctrl-C"]
+
+
+def note_interruption(name: str) -> None:
+    """Remember what interrupted the run ("Ctrl-C", "SIGTERM"): SIGTERM arrives as Ctrl-C."""
+    _interruption[0] = name
+
+
+def interruption() -> str:
+    """What interrupted the run, for messages: "Ctrl-C" unless a SIGTERM was noted."""
+    return _interruption[0]

@@ -35,7 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from stress import checker
     from stress.driver import check_file
 
-    done = check_file(args.history, args.timeout, minimize=args.minimize)
+    try:
+        done = check_file(args.history, args.timeout, minimize=args.minimize)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no verdict, which is UNKNOWN (never OK)
+        from stress.errors import interruption
+        from stress.verdict import Verdict
+
+        reason = f"interrupted ({interruption()}) before the check could judge"
+        if args.json:
+            print(json.dumps({"verdict": Verdict.UNKNOWN.value, "reason": reason}))
+        else:
+            print(f"{Verdict.UNKNOWN.value}: {reason}")
+        return Verdict.UNKNOWN.exit_code
     if args.json:
         print(json.dumps(checker.result_json(done.model, done.result, done.original)))
     else:

@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import mm
@@ -149,6 +150,7 @@ def default_out(workload: str, target: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stress.cli._paths import check_out_file, make_out_dir
     from stress.cli._progress import make_progress
     from stress.driver import load_workload, perform, save_run_json
     from stress.errors import UsageError
@@ -224,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a directory")
     if args.isolate and not os.environ.get(ISOLATED_ENV):
+        make_out_dir(out)
         return _isolated(args, out, int(seed))
     options = TargetOptions(
         spec=args.target,
@@ -244,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--target {args.target}: {exc}") from None
     config = RunConfig(workload, ref, options, tasks, rounds, budget, out)  # type: ignore[arg-type]
+    if args.junit is not None:
+        check_out_file(args.junit, "--junit")
+    make_out_dir(out)
     save_run_json(config)
     info = sys.stderr
     print(
@@ -255,11 +261,25 @@ def run(args: argparse.Namespace) -> int:
     )
     progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
     summary = perform(config, target, check_timeout=check_timeout, progress=progress)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(format_summary(summary))
-    _write_report(out, not args.no_report, args.junit, sys.stderr if args.json else sys.stdout)
+    return report_phase(out, summary, args, format_summary)
+
+
+def report_phase(
+    out: Path, summary: dict[str, Any], args: argparse.Namespace, text: Callable[..., str]
+) -> int:
+    """Print the summary, write the reports and return the run's exit code; Ctrl-C or SIGTERM
+    meanwhile leaves the run incomplete (an OK becomes UNKNOWN, exit 3; summary.json says so)."""
+    from stress.driver import mark_interrupted
+    from stress.errors import interruption
+
+    stream = sys.stderr if args.json else sys.stdout
+    try:
+        print(json.dumps(summary, indent=2) if args.json else text(summary))
+        _write_report(out, not args.no_report, args.junit, stream)
+    except KeyboardInterrupt:
+        what = f"interrupted ({interruption()}) while writing the report"
+        summary = mark_interrupted(out, summary, what)
+        print(f"verdict    {summary['verdict']}: {what}", file=stream)
     return int(summary["exit_code"])
 
 

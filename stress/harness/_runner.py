@@ -37,7 +37,7 @@ import trio
 
 import mm
 import workloads
-from stress.errors import UsageError
+from stress.errors import UsageError, interruption
 from stress.harness._scheduler import ScheduleDiverged
 from stress.harness._target import RaceOutcome, Target, TargetOptions, contested
 from stress.history import Header, HistoryWriter, Operation
@@ -267,13 +267,13 @@ async def _watch_sigint(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """First Ctrl-C: stop after this round. Second: cancel the round in flight."""
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
+    """First Ctrl-C (or SIGTERM): stop after this round. Second: cancel the round in flight."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:  # (the CLI makes SIGTERM one)
         task_status.started()
         async for _ in signals:
             if stop.requested:
                 scope.cancel()
-            stop.request("interrupted (Ctrl-C)")
+            stop.request(f"interrupted ({interruption()})")
 
 
 async def _rounds(
