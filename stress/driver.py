@@ -496,7 +496,10 @@ def incomplete_history(trailer: dict[str, Any] | None) -> str | None:
 def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
     """Judge any history file (streamed in; malformed input is a UsageError naming the line)."""
     header, reader = read_history(path)
-    params = checker.params_of(header)
+    try:
+        params = checker.params_of(header)
+    except UsageError as exc:
+        raise UsageError(f"{path}:1: {exc}") from None
     events, rounds = checker.to_events(reader)
     result = checker.check_events(params, events, rounds, timeout=timeout)
     incomplete = incomplete_history(reader.trailer)
@@ -581,6 +584,8 @@ def replay_config(
     if not (src / RUN_FILE).is_file():
         raise UsageError(f"{src}: not a run directory (no {RUN_FILE})")
     data = read_json(src / RUN_FILE)
+    if not isinstance(data, dict):
+        raise UsageError(f"{src / RUN_FILE}: damaged: not a JSON object")
     target = str(data.get("target"))
     controlled = data.get("scheduler") in ("random", "pct", "exhaustive")
     if not (target == "model" or is_plugin(target)) or not controlled:
@@ -596,16 +601,48 @@ def replay_config(
     schedule, plans = read_schedule_plans(src / SCHEDULE_FILE)
     if not schedule:
         raise UsageError(f"{src}: the schedule is empty (no round finished)")
-    ref = str(src / data["workload_file"]) if data.get("workload_file") else data["workload_ref"]
+    try:
+        ref = (
+            str(src / data["workload_file"]) if data.get("workload_file") else data["workload_ref"]
+        )
+        if not isinstance(ref, str):
+            raise TypeError(f"workload_ref must be a string, not {ref!r}")
+        options = options_from_run_json(data)
+        space = workloads.Space(**data["space"]) if data.get("space") else None
+        tasks = data["tasks"]
+        if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+            raise TypeError(f"tasks must be a positive integer, not {tasks!r}")
+    except KeyError as exc:
+        raise UsageError(f"{src / RUN_FILE}: damaged: missing key {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{src / RUN_FILE}: damaged: {exc}") from None
     workload = load_workload(ref)
-    options = options_from_run_json(data)
     out = out or (src / "replay")
     if out.resolve() == src.resolve():
         raise UsageError("--out: must differ from the run directory")
-    space = workloads.Space(**data["space"]) if data.get("space") else None
     rounds = max(schedule) + 1
-    config = RunConfig(workload, ref, options, data["tasks"], rounds, None, out, space)
+    config = RunConfig(workload, ref, options, tasks, rounds, None, out, space)
     return config, schedule, plans
+
+
+def schedule_truncated(src: Path, schedule: dict[int, list[int]]) -> str | None:
+    """Why DIR/schedule.jsonl holds less than the run (a torn last line, fewer rounds than
+    the run's summary counts), or None: the replay can then reproduce only a prefix."""
+    path = src / SCHEDULE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text and not text.endswith("\n"):
+        return f"{path}: truncated (its last line is cut off): {len(schedule)} rounds recorded"
+    try:
+        summary = json.loads((src / SUMMARY_FILE).read_text(encoding="utf-8"))
+        rounds = int(summary["rounds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if rounds > len(schedule) and summary.get("exploration") is None:
+        return f"{path}: truncated: it records {len(schedule)} rounds, the run had {rounds}"
+    return None
 
 
 def replay(

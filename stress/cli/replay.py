@@ -30,11 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stress.cli._progress import make_progress
-    from stress.driver import replay, replay_config
+    from stress.driver import replay, replay_config, schedule_truncated
     from stress.report import format_summary
 
     src: Path = args.dir
     config, schedule, plans = replay_config(src, args.out)
+    truncated = schedule_truncated(src, schedule)
+    if truncated is not None:
+        print(f"mmrace replay: {truncated}: only those can be replayed", file=sys.stderr)
     print(
         f"mmrace replay: {config.rounds} rounds of {src} -> {config.out}",
         file=sys.stderr,
@@ -69,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
             f"(the original stops early: killed?); the replay has {len(replayed)}"
         )
         return int(summary["exit_code"])
+    if truncated is not None and at == len(replayed) < len(original):
+        print(
+            f"history: identical for the replay's {len(replayed)} operations; the original's "
+            f"other {len(original) - len(replayed)} are not replayable ({truncated})"
+        )
+        return EXIT_CODES[Verdict.UNKNOWN]
     print(f"history: DIFFERS at operation {at}:")
     print(f"  original: {original[at] if at < len(original) else '(end)'}")
     print(f"  replay:   {replayed[at] if at < len(replayed) else '(end)'}")
