@@ -83,4 +83,4 @@ class Params:
         assert isinstance(count, int)
         if not 1 <= count < 1 << 31:
             raise ValueError(f"max_map_count: must be from 1 to 2^31 - 1, got {count}")
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
