@@ -23,7 +23,7 @@ import trio
 import mm
 import workloads
 from stress import checker, grading, report
-from stress.errors import UsageError, interruption
+from stress.errors import UsageError, a, counted, interruption
 from stress.harness import (
     RaceOutcome,
     RoundLog,
@@ -37,7 +37,7 @@ from stress.harness import (
     is_plugin,
     make_replay_target,
 )
-from stress.history import Header, Operation, load_history, read_history
+from stress.history import Header, Operation, load_history, loads, read_history
 from stress.rundir import HISTORY_FILE, RUN_FILE, SCHEDULE_FILE, SUMMARY_FILE, WORKLOAD_COPY
 from stress.verdict import Verdict
 
@@ -294,7 +294,7 @@ def low_overlap_warning(tasks: int, rounds: int, contested: int) -> str | None:
     if tasks < 2 or not rounds or contested / rounds >= LOW_OVERLAP:
         return None
     return (
-        f"only {contested} of {rounds} rounds really raced (a winning call overlapped a "
+        f"only {contested} of {counted(rounds, 'round')} really raced (a winning call overlapped a "
         "competing one): the calls rarely overlapped, so the run says little about the race "
         "(try more rounds, another target or scheduler)"
     )
@@ -504,7 +504,7 @@ def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True
     result = checker.check_events(params, events, rounds, timeout=timeout)
     incomplete = incomplete_history(reader.trailer)
     if incomplete is not None and result.verdict is Verdict.OK:
-        reason = f"{incomplete}; the {len(events)} operations it holds are linearizable"
+        reason = f"{incomplete}; the {counted(len(events), 'operation')} it holds are linearizable"
         result = attrs.evolve(result, verdict=Verdict.UNKNOWN, reason=reason)
     model = checker.MmModel(params)
     original = None
@@ -534,11 +534,12 @@ class Replayed:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: bad JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    return loads(text, str(path))
 
 
 def read_schedule(path: Path) -> dict[int, list[int]]:
@@ -554,15 +555,17 @@ def read_schedule_plans(path: Path) -> tuple[dict[int, list[int]], dict[int, int
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = loads(line, f"{path}:{n}")
             rounds[int(d["round"])] = [int(c) for c in d["choices"]]
             if "plan" in d:
                 plans[int(d["round"])] = int(d["plan"])
-        except (ValueError, KeyError, TypeError):
+        except (UsageError, ValueError, KeyError, TypeError):
             if n == len(lines):  # a killed run may leave a torn last line
                 break
             raise UsageError(f"{path}:{n}: not a schedule line") from None
@@ -590,7 +593,7 @@ def replay_config(
     controlled = data.get("scheduler") in ("random", "pct", "exhaustive")
     if not (target == "model" or is_plugin(target)) or not controlled:
         raise UsageError(
-            f"{src}: a {target} run with scheduler {data.get('scheduler')} cannot be replayed "
+            f"{src}: {a(target)} run with scheduler {data.get('scheduler')} cannot be replayed "
             "(only the model target and plug-ins under the controlled scheduler record one)"
         )
     if not (src / SCHEDULE_FILE).is_file():
@@ -634,14 +637,17 @@ def schedule_truncated(src: Path, schedule: dict[int, list[int]]) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     if text and not text.endswith("\n"):
-        return f"{path}: truncated (its last line is cut off): {len(schedule)} rounds recorded"
+        kept = counted(len(schedule), "round")
+        return f"{path}: truncated (its last line is cut off): {kept} recorded"
     try:
         summary = json.loads((src / SUMMARY_FILE).read_text(encoding="utf-8"))
         rounds = int(summary["rounds"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if rounds > len(schedule) and summary.get("exploration") is None:
-        return f"{path}: truncated: it records {len(schedule)} rounds, the run had {rounds}"
+        return (
+            f"{path}: truncated: it records {counted(len(schedule), 'round')}, the run had {rounds}"
+        )
     return None
 
 

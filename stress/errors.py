@@ -20,3 +20,14 @@ def note_interruption(name: str) -> None:
 def interruption() -> str:
     """What interrupted the run, for messages: "Ctrl-C" unless a SIGTERM was noted."""
     return _interruption[0]
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``counted(1, "call")`` -> "1 call", ``counted(3, "call")`` -> "3 calls" (messages say
+    numbers in the right number)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def a(word: str) -> str:
+    """``a("agent")`` -> "an agent", ``a("model")`` -> "a model"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

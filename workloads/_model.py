@@ -461,9 +461,16 @@ def check_workload(workload: Workload) -> None:
             used = _expr.names(grade.when)
         except ValueError as exc:
             raise ValueError(f"grades[{i}].when: {exc}") from None
-        unknown = used - fact_names(workload.labels())
+        facts = fact_names(workload.labels())
+        unknown = used - facts
         if unknown:
             raise ValueError(f"grades[{i}].when: unknown name(s) {', '.join(sorted(unknown))}")
+        try:  # it must give an answer for any round: no division by a count, no min()
+            _expr.check_divisors(grade.when)
+            for sample in (0, 1, 7):
+                grade.holds(dict.fromkeys(facts, sample))
+        except ValueError as exc:
+            raise ValueError(f"grades[{i}].when: {exc}") from None
     if workload.boundary is not None:
         try:
             for tasks in (1, 4, 64):

@@ -25,6 +25,7 @@ from stress.checker._search import (
     validate,
 )
 from stress.checker._types import CheckResult, Event, Model, Verdict
+from stress.errors import counted
 
 # Below this many events in all (or with a single partition) the pool's start-up costs more
 # than it saves.
@@ -90,7 +91,7 @@ def check(
         size, k, outcome = min(violations, key=lambda v: (v[0], v[1]))
         return result(
             Verdict.VIOLATION,
-            f"no atomic order explains partition {k + 1} of {total} ({size} operations)",
+            f"no atomic order explains partition {k + 1} of {total} ({counted(size, 'operation')})",
             outcome,
         )
     if checked < total:
@@ -106,7 +107,10 @@ def check(
             Verdict.UNKNOWN,
             f"time budget of {timeout:g} s ran out after {checked} of {total} partitions",
         )
-    return result(Verdict.OK, f"all {total} partitions linearizable")
+    return result(
+        Verdict.OK,
+        f"all {total} partitions linearizable" if total != 1 else "the 1 partition is linearizable",
+    )
 
 
 def _picklable(model: Model) -> bool:

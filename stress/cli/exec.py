@@ -19,7 +19,7 @@ import attrs
 import mm
 import mm.kernel
 from stress.cli._script import FAR_BASE, Script, ScriptOp, load_script, parse_value
-from stress.errors import UsageError
+from stress.errors import UsageError, counted
 from stress.verdict import Verdict
 
 HELP = "run a sequential operation script against one or two targets"
@@ -252,5 +252,5 @@ def _execute(script: Script, model: ModelTarget | None, kernel: KernelTarget | N
             assert target is not None
             print(_line(item, width, [mm.format_result(op.kind, target.apply(op))]))
     if model is not None and kernel is not None:
-        print(f"{len(script.ops)} operations, {divergences} divergence(s)")
+        print(f"{counted(len(script.ops), 'operation')}, {counted(divergences, 'divergence')}")
     return (Verdict.VIOLATION if divergences else Verdict.OK).exit_code

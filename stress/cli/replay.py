@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from stress.cli._progress import make_progress
     from stress.driver import replay, replay_config, schedule_truncated
+    from stress.errors import counted
     from stress.report import format_summary
 
     src: Path = args.dir
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if truncated is not None:
         print(f"mmrace replay: {truncated}: only those can be replayed", file=sys.stderr)
     print(
-        f"mmrace replay: {config.rounds} rounds of {src} -> {config.out}",
+        f"mmrace replay: {counted(config.rounds or 0, 'round')} of {src} -> {config.out}",
         file=sys.stderr,
         flush=True,
     )
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     if at is None:
-        print(f"history: identical to the original ({len(original)} operations)")
+        print(f"history: identical to the original ({counted(len(original), 'operation')})")
         return int(summary["exit_code"])
     if at == len(original) and len(replayed) > len(original):
         print(

@@ -35,6 +35,7 @@ DEFAULT_MAX_SCHEDULES = 10_000
 MAX_TASKS = 4096
 REAL_TARGETS = ("kernel", "agent")
 ISOLATED_ENV = "MMRACE_ISOLATED"
+KIND_NAMES = {int: "an integer", float: "a number"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +133,7 @@ def _number(flag: str, text: str | None, kind: type, minimum: float) -> float | 
     try:
         value = kind(text)
     except ValueError:
-        raise UsageError(f"{flag}: {text!r} is not a {kind.__name__}") from None
+        raise UsageError(f"{flag}: {text!r} is not {KIND_NAMES[kind]}") from None
     if value != value or value < minimum or value in (float("inf"), float("-inf")):
         raise UsageError(f"{flag}: must be at least {minimum:g}, got {text}")
     return value
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from stress.cli._paths import check_out_file, make_out_dir
     from stress.cli._progress import make_progress
     from stress.driver import load_workload, perform, save_run_json
-    from stress.errors import UsageError
+    from stress.errors import UsageError, counted
     from stress.harness import RunConfig, TargetOptions, is_plugin, make_target
     from stress.report import format_summary
 
@@ -253,8 +254,8 @@ def run(args: argparse.Namespace) -> int:
     save_run_json(config)
     info = sys.stderr
     print(
-        f"mmrace run: {workload.name} on {target.name}, {tasks} tasks, "
-        + (f"{rounds} rounds" if rounds else f"{budget:g} s")
+        f"mmrace run: {workload.name} on {target.name}, {counted(tasks, 'task')}, "
+        + (counted(int(rounds), "round") if rounds else f"{budget:g} s")
         + f", seed {seed} -> {out}",
         file=info,
         flush=True,

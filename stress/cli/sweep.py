@@ -18,6 +18,7 @@ HELP = "run a workload at several task counts and plot scaling"
 DEFAULT_TASKS = "1,2,4,8,16,32,64"
 DEFAULT_ROUNDS = 100
 SCHEDULERS = ("random", "pct", "trio")
+KIND_NAMES = {int: "an integer", float: "a number"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,7 @@ def _positive(flag: str, text: str, kind: type) -> Any:
     try:
         value = kind(text)
     except ValueError:
-        raise UsageError(f"{flag}: {text!r} is not a {kind.__name__}") from None
+        raise UsageError(f"{flag}: {text!r} is not {KIND_NAMES[kind]}") from None
     if not value > 0:
         raise UsageError(f"{flag}: must be positive, got {text}")
     return value

@@ -37,7 +37,7 @@ import trio
 
 import mm
 import workloads
-from stress.errors import UsageError, interruption
+from stress.errors import UsageError, counted, interruption
 from stress.harness._scheduler import ScheduleDiverged
 from stress.harness._target import RaceOutcome, Target, TargetOptions, contested
 from stress.history import Header, HistoryWriter, Operation
@@ -190,9 +190,14 @@ async def execute(
     stats.space = space
     try:  # (the target is closed on every way out: a plug-in's patches are process-wide)
         try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
-            config.workload.plan(0, config.tasks, space, config.target.seed)
+            first = config.workload.plan(0, config.tasks, space, config.target.seed)
         except ValueError as exc:
             raise UsageError(f"workload {config.workload_ref}: {exc}") from None
+        if not any(first.tasks):  # nothing would race: the run could verify nothing
+            raise UsageError(
+                f"workload {config.workload_ref}: its race selectors choose no call at "
+                f"{counted(config.tasks, 'task')} (see race[].tasks)"
+            )
         config.out.mkdir(parents=True, exist_ok=True)
         declare = getattr(target, "declare_regions", None)
         if declare is not None:  # e.g. page 0: the kernel and agent targets verify them free
