@@ -389,8 +389,11 @@ def build_summary(
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    """DIR/summary.json, replaced at once: a reader (or a kill) never sees half of it."""
     path = out / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
     return path
 
 

@@ -202,7 +202,13 @@ def _line(item: ScriptOp, width: int, cells: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = list(dict.fromkeys(args.target or ["model"]))
+    targets = args.target or ["model"]
+    for name in targets:
+        if targets.count(name) > 1:
+            raise UsageError(
+                f"--target {name}: given {targets.count(name)} times (one model, one kernel: "
+                "give both to compare them)"
+            )
     try:
         base = parse_value(args.base, base=FAR_BASE)
     except ValueError as exc:

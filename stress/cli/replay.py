@@ -35,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from stress.report import format_summary
 
     src: Path = args.dir
+    if not 0 < args.check_timeout < float("inf"):
+        from stress.errors import UsageError
+
+        raise UsageError(
+            f"--check-timeout {args.check_timeout}: must be a positive, finite number of seconds"
+        )
     config, schedule, plans = replay_config(src, args.out)
     truncated = schedule_truncated(src, schedule)
     if truncated is not None:

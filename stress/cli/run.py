@@ -31,6 +31,8 @@ SCHEDULERS = ("random", "pct", "trio", "exhaustive", "free")
 MODEL_SCHEDULERS = ("random", "pct", "trio", "exhaustive")
 PLUGIN_SCHEDULERS = ("random", "pct", "exhaustive", "free")
 DEFAULT_PREEMPTIONS = 2
+DEFAULT_DEPTH = 3
+MODEL_TARGETS = ("model", "model-threads")
 DEFAULT_MAX_SCHEDULES = 10_000
 MAX_TASKS = 4096
 REAL_TARGETS = ("kernel", "agent")
@@ -62,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model and plug-ins: random (default), pct or exhaustive (controlled, replayable); "
         "model: trio (fast, not replayable); plug-ins: free (OS threads, not controlled)",
     )
-    parser.add_argument("--depth", type=str, default="3", help="PCT bug depth d (default 3)")
+    parser.add_argument(
+        "--depth", type=str, default=None, help="--scheduler pct: bug depth d (default 3)"
+    )
     parser.add_argument(
         "--preemptions",
         default=None,
@@ -134,7 +138,9 @@ def _number(flag: str, text: str | None, kind: type, minimum: float) -> float | 
         value = kind(text)
     except ValueError:
         raise UsageError(f"{flag}: {text!r} is not {KIND_NAMES[kind]}") from None
-    if value != value or value < minimum or value in (float("inf"), float("-inf")):
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{flag}: must be a finite number, got {text}")
+    if value < minimum:
         raise UsageError(f"{flag}: must be at least {minimum:g}, got {text}")
     return value
 
@@ -164,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     rounds = _number("--rounds", args.rounds, int, 1)
     budget = _number("--time-budget", args.time_budget, float, 0.001)
     check_timeout = float(_number("--check-timeout", args.check_timeout, float, 0.001) or 0)
-    depth = int(_number("--depth", args.depth, int, 1) or 1)
+    depth = int(_number("--depth", args.depth, int, 1) or DEFAULT_DEPTH)
     seed = _number("--seed", args.seed, int, 0)
     if args.scheduler not in SCHEDULERS:
         raise UsageError(
@@ -186,6 +192,16 @@ def run(args: argparse.Namespace) -> int:
                 f"--scheduler {args.scheduler}: not for {what} (choose from {', '.join(allowed)})"
             )
     exhaustive = args.scheduler == "exhaustive"
+    if args.depth is not None and args.scheduler != "pct":
+        raise UsageError(
+            f"--depth: only with --scheduler pct (the bug depth of PCT; this run's scheduler "
+            f"is {args.scheduler})"
+        )
+    if args.variant is not None and args.target not in MODEL_TARGETS:
+        raise UsageError(
+            f"--variant: only the model targets ({', '.join(MODEL_TARGETS)}) have bug variants, "
+            f"not --target {args.target}"
+        )
     for flag, value in (
         ("--preemptions", args.preemptions),
         ("--max-schedules", args.max_schedules),
