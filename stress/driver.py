@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -145,6 +147,20 @@ class Live:
 Progress = Callable[[RunStats, Live], None]
 
 
+class _Deferred:
+    """The SIGINT handler while the race phase starts and ends (outside the harness's own
+    handling of the rounds): a first Ctrl-C (or SIGTERM) asks the run to stop, so that setting
+    up or closing the race is never torn in the middle; a second one raises."""
+
+    def __init__(self, stop: StopFlag) -> None:
+        self.stop = stop
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.stop.requested:
+            raise KeyboardInterrupt
+        self.stop.request(f"interrupted ({interruption()})")
+
+
 def perform(
     config: RunConfig,
     target: Target,
@@ -188,19 +204,26 @@ def perform(
         if on_round is not None:
             on_round(stats, log)
 
+    stop = stop or StopFlag()
+    deferring = handle_sigint and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _Deferred(stop)) if deferring else None
     try:
         stats = trio.run(
             lambda: execute(
                 config, target, stop=stop, on_round=each_round, handle_sigint=handle_sigint
             )
         )
+        if stop.requested and not stats.interrupted:  # (came as the race was ending)
+            stats.interrupted = stop.reason
+        header, reader = read_history(config.out / HISTORY_FILE)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+        if deferring:
+            signal.signal(signal.SIGINT, previous)
     # Ctrl-C (or SIGTERM) from here on: judge what is there, as incomplete
     late: str | None = None
-    header, reader = read_history(config.out / HISTORY_FILE)
     phases = dict(stats.phases)
     space = stats.space or workloads.Space.from_params(target.params)
     grader = race = None

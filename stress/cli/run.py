@@ -353,6 +353,10 @@ def _isolated(args: argparse.Namespace, out: Path, seed: int) -> int:
             status = child.wait()
             break
         except KeyboardInterrupt:  # the child got the same Ctrl-C; a second one kills it
+            from stress.errors import interruption
+
+            if interruption() == "SIGTERM":  # sent to this process alone: pass it on
+                child.send_signal(signal.SIGTERM)
             try:
                 status = child.wait(timeout=30)
                 break

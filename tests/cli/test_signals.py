@@ -146,7 +146,9 @@ def test_a_signal_after_the_race_is_judged_as_incomplete(
     assert "Traceback" not in stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "UNKNOWN" and summary["exit_code"] == 3
-    assert "while" in summary["interrupted"]  # while grading / checking / writing the report
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    # (while closing the race, grading, checking or writing the report)
+    assert summary["interrupted"].startswith(f"interrupted ({name})")
 
 
 def test_a_signal_in_the_report_phase_is_judged_as_incomplete(tmp_path: Path) -> None:
@@ -173,3 +175,15 @@ def test_check_of_a_history_without_trailer_is_never_ok(tmp_path: Path) -> None:
     cut.write_text("\n".join(lines[:-1]) + "\n")
     assert main(["check", str(cut)]) == 3
     assert main(["check", str(out / "history.jsonl")]) == 0
+
+
+@pytest.mark.parametrize(("verdict", "code"), [("OK", 0), ("VIOLATION", 1), ("UNKNOWN", 3)])
+def test_report_exits_with_the_runs_code(tmp_path: Path, verdict: str, code: int) -> None:
+    from stress.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--no-progress", "--rounds", "3", "--no-report"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    summary.update(verdict=verdict, exit_code=code)
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert main(["report", str(out)]) == code
