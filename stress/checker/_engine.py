@@ -100,7 +100,7 @@ def check(
             return result(
                 Verdict.UNKNOWN,
                 f"the search of partition {memory[0] + 1} of {total} "
-                f"({len(parts[memory[0]])} operations) outgrew its memory budget "
+                f"({counted(len(parts[memory[0]]), 'operation')}) outgrew its memory budget "
                 f"of {_search.MAX_ENTRIES:,} states",
             )
         return result(
@@ -109,7 +109,7 @@ def check(
         )
     return result(
         Verdict.OK,
-        f"all {total} partitions linearizable" if total != 1 else "the 1 partition is linearizable",
+        all_linearizable(total),
     )
 
 
@@ -120,6 +120,13 @@ def _picklable(model: Model) -> bool:
     except Exception:
         return False
     return True
+
+
+def all_linearizable(partitions: int) -> str:
+    """ "all 40 partitions linearizable", "the one partition linearizable"."""
+    if partitions == 1:
+        return "the one partition linearizable"
+    return f"all {partitions:,} partitions linearizable"
 
 
 def _run_serial(

@@ -111,8 +111,9 @@ def judge(
 def no_race_message(racing_rounds: int, hint: str = "") -> str:
     """Why a run whose rounds never really raced is no verification, and what to try."""
     return (
-        f"no round really raced: in none of the {racing_rounds} round(s) that raced tasks did a "
-        "winning call overlap a competing call in time, so the run says nothing about the race "
+        f"no round really raced: in none of the {counted(racing_rounds, 'round')} that raced "
+        "tasks did a winning call overlap a competing call in time, so the run says nothing "
+        "about the race "
         f"({hint or 'try more rounds or tasks, or a controlled scheduler'})"
     )
 
