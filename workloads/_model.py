@@ -96,6 +96,9 @@ def default_label(op: mm.Op) -> str:
     return "hint"
 
 
+_MAX_PAGES = 1 << 52  # 4 KiB pages in 2^64 bytes
+
+
 def _pick(value: Expr, field: str, task: int, tasks: int) -> int:
     item = value[task % len(value)] if isinstance(value, tuple) else value
     if isinstance(item, bool):
@@ -142,6 +145,12 @@ class OpTemplate:
             raise ValueError(f"offset: {offset} is negative (task {task} of {tasks})")
         if pages < 1:
             raise ValueError(f"pages: {pages} must be at least 1 (task {task} of {tasks})")
+        for key, value in (("offset", abs(offset)), ("pages", pages)):
+            if value >= _MAX_PAGES:
+                raise ValueError(
+                    f"{key}: {value} pages is beyond a 64-bit address space (task {task} of "
+                    f"{tasks})"
+                )
         return offset, pages
 
     def origin(self, space: Space, base: int) -> int:

@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from stress.cli.run import default_out
     from stress.driver import load_workload
     from stress.errors import UsageError
+    from stress.harness import TARGETS, is_plugin
     from stress.report import SWEEP_FILE, sweep_to_json
     from stress.verdict import Verdict, worst
 
@@ -132,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
     if (out / SWEEP_FILE).exists():
         raise UsageError(f"--out {out}: already holds a sweep (choose another directory)")
     load_workload(args.workload)  # a bad workload is one line before anything is made
+    if args.target not in TARGETS and not is_plugin(args.target):
+        names = ", ".join([*TARGETS, "package.module:factory"])
+        raise UsageError(f"--target: unknown target {args.target!r} (choose from {names})")
     make_out_dir(out)
     print(
         f"mmrace sweep: {args.workload} on {args.target}, tasks {sizes}, {rounds} rounds each, "

@@ -192,6 +192,8 @@ class HistoryReader:
                     batch = list(islice(handle, BATCH))
                 except UnicodeDecodeError:
                     raise UsageError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+                except OSError as exc:
+                    raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
                 if not batch:
                     return
                 first = lineno + 1
@@ -278,6 +280,9 @@ def read_history(path: Path | str) -> tuple[Header, HistoryReader]:
     except UnicodeDecodeError:
         handle.close()
         raise UsageError(f"{path}:1: not UTF-8 text") from None
+    except OSError as exc:
+        handle.close()
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not first.strip():
         handle.close()
         raise UsageError(f"{path}:1: empty file (no header)")

@@ -77,6 +77,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ("binary", "list {tmp}/w.toml", {"w.toml": "\x00\udcff"}, "w.toml: not a TOML file"),
     ("nested", "list {tmp}/w.toml", {"w.toml": NESTED_TOML}, "nested too deeply"),
     ("prot", "list {tmp}/w.toml", {"w.toml": workload(race="prot = 1" + "0" * 20)}, "race[0].prot"),
+    ("offset-2^64", "list {tmp}/w.toml", {"w.toml": workload(race='offset = "tasks * 100000000000000000000"')},
+     "race[0].offset: 100000000000000000000 pages is beyond"),
     ("no-race", "run {tmp}/w.toml --tasks 2", {"w.toml": workload(race='tasks = "task > 9"')},
      "choose no call at 2 tasks"),
     # --- options that do not apply
@@ -87,6 +89,7 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ("sweep-tasks", "sweep same-page --tasks 1,²", {}, "--tasks: '²'"),
     ("sweep-many", "sweep same-page --tasks 5000", {}, "--tasks: at most 4096"),
     ("check-inf", "check {run}/history.jsonl --timeout inf", {}, "--timeout inf"),
+    ("sweep-target", "sweep same-page --target warp", {}, "--target: unknown target 'warp'"),
     # --- machine parameters, one rule everywhere
     ("page-0", "check {tmp}/h.jsonl", {"h.jsonl": "PAGE0"}, "h.jsonl:1: history header: params"),
     ("page-3", "check {tmp}/h.jsonl", {"h.jsonl": "PAGE3"}, "page_size: must be a power of two"),
@@ -94,6 +97,7 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ("param-page", "exec {tmp}/s --model-param page_size=0", SCRIPT, "page_size=0: page_size"),
     ("param-maybe", "exec {tmp}/s --model-param privileged=maybe", SCRIPT, "privileged=maybe"),
     # --- files
+    ("unreadable", "check /proc/self/mem", {}, "/proc/self/mem: cannot read"),
     ("json-deep", "check {tmp}/h.jsonl", {"h.jsonl": "DEEP"}, "h.jsonl:2: bad JSON: nested too"),
     ("exec-2^64", "exec {tmp}/s", {"s": "mmap 0x10000000000000000 P READ NR\n"}, "s:1: number"),
     ("run-json", "replay {tmp}/r", RUN_JSON, "r/run.json: damaged: missing key"),
