@@ -77,8 +77,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ("binary", "list {tmp}/w.toml", {"w.toml": "\x00\udcff"}, "w.toml: not a TOML file"),
     ("nested", "list {tmp}/w.toml", {"w.toml": NESTED_TOML}, "nested too deeply"),
     ("prot", "list {tmp}/w.toml", {"w.toml": workload(race="prot = 1" + "0" * 20)}, "race[0].prot"),
-    ("offset-2^64", "list {tmp}/w.toml", {"w.toml": workload(race='offset = "tasks * 100000000000000000000"')},
-     "race[0].offset: 100000000000000000000 pages is beyond"),
+    ("offset-2^64", "list {tmp}/w.toml", {"w.toml": workload(race=f'offset = "{10**20}"')},
+     "race[0].offset': 100000000000000000000 pages is beyond"),
     ("no-race", "run {tmp}/w.toml --tasks 2", {"w.toml": workload(race='tasks = "task > 9"')},
      "choose no call at 2 tasks"),
     # --- options that do not apply
