@@ -19,7 +19,6 @@ HELP = "run a workload at several task counts and plot scaling"
 DEFAULT_TASKS = "1,2,4,8,16,32,64"
 DEFAULT_ROUNDS = 100
 SCHEDULERS = ("random", "pct", "trio")
-KIND_NAMES = {int: "an integer", float: "a number"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +65,8 @@ def _positive(flag: str, text: str, kind: type) -> Any:
     try:
         value = kind(text)
     except ValueError:
+        from stress.cli.run import KIND_NAMES
+
         raise UsageError(f"{flag}: {text!r} is not {KIND_NAMES[kind]}") from None
     if not 0 < value < float("inf"):
         raise UsageError(f"{flag}: must be positive and finite, got {text}")
