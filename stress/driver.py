@@ -90,6 +90,8 @@ def run_json(config: RunConfig) -> dict[str, Any]:
         "preemptions": opts.preemptions,
         "max_schedules": opts.max_schedules,
         "granularity": opts.granularity,
+        "engine": opts.engine,
+        "agent": opts.agent,
         "params": opts.params.to_json() if opts.params else None,
         "space": attrs.asdict(config.space) if config.space else None,
     }
@@ -120,6 +122,8 @@ def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptio
         "preemptions": data.get("preemptions", 2),
         "max_schedules": data.get("max_schedules", 10_000),
         "granularity": data.get("granularity", "line"),
+        "engine": data.get("engine", "native"),
+        "agent": data.get("agent", "python"),
     }
     fields.update(overrides)
     return TargetOptions(**fields)
