@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +25,7 @@ import trio
 import mm
 import workloads
 from stress import checker, grading, report
-from stress.errors import UsageError
+from stress.errors import UsageError, a, counted, counting_sigint, interruption, signals_seen
 from stress.harness import (
     RaceOutcome,
     RoundLog,
@@ -37,7 +39,7 @@ from stress.harness import (
     is_plugin,
     make_replay_target,
 )
-from stress.history import Header, Operation, load_history, read_history
+from stress.history import Header, HistoryReader, Operation, load_history, loads, read_history
 from stress.rundir import HISTORY_FILE, RUN_FILE, SCHEDULE_FILE, SUMMARY_FILE, WORKLOAD_COPY
 from stress.verdict import Verdict
 
@@ -149,6 +151,20 @@ class Live:
 Progress = Callable[[RunStats, Live], None]
 
 
+class _Deferred:
+    """The SIGINT handler while the race phase starts and ends (outside the harness's own
+    handling of the rounds): a first Ctrl-C (or SIGTERM) asks the run to stop, so that setting
+    up or closing the race is never torn in the middle; a second one raises."""
+
+    def __init__(self, stop: StopFlag) -> None:
+        self.stop = stop
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.stop.requested:
+            raise KeyboardInterrupt
+        self.stop.request(f"interrupted ({interruption()})")
+
+
 def perform(
     config: RunConfig,
     target: Target,
@@ -192,35 +208,82 @@ def perform(
         if on_round is not None:
             on_round(stats, log)
 
+    stop = stop or StopFlag()
+    deferring = handle_sigint and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _Deferred(stop)) if deferring else None
     try:
         stats = trio.run(
             lambda: execute(
                 config, target, stop=stop, on_round=each_round, handle_sigint=handle_sigint
             )
         )
+        header, reader = read_history(config.out / HISTORY_FILE)
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
             close()
-    say = getattr(progress, "phase", None)
-    header, reader = read_history(config.out / HISTORY_FILE)
-    ops = list(reader)
-    if say is not None:
-        say("check", f"grading {stats.rounds:,} rounds and checking {len(ops):,} operations")
+        seen = signals_seen()
+        if deferring:  # from here on Ctrl-C interrupts, and is counted (see _judge_after_race)
+            signal.signal(signal.SIGINT, counting_sigint)
+    try:
+        if stop.requested and not stats.interrupted:  # (came as the race was ending)
+            stats.interrupted = stop.reason
+        return _judge_after_race(config, target, stats, header, reader, check_timeout, progress,
+                                 live, first_failure, seen)  # fmt: skip
+    finally:
+        if deferring:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _judge_after_race(
+    config: RunConfig,
+    target: Target,
+    stats: RunStats,
+    header: Header,
+    reader: HistoryReader,
+    check_timeout: float,
+    progress: Any,
+    live: Live,
+    first_failure: dict[str, Any],
+    seen: int,
+) -> dict[str, Any]:
+    """Grade, check and summarize a finished race; a Ctrl-C or SIGTERM meanwhile (even one
+    whose KeyboardInterrupt Python swallowed in a ``__del__``: ``seen`` is the signal count
+    before) leaves the run incomplete."""
+    # Ctrl-C (or SIGTERM) from here on: judge what is there, as incomplete
+    late: str | None = None
     phases = dict(stats.phases)
-    started = time.perf_counter()
     space = stats.space or workloads.Space.from_params(target.params)
-    grader, race = grading.grade_history(
-        config.workload, config.tasks, config.target.seed, target.params, space, ops, reader.rounds
-    )
+    grader = race = None
+    started = time.perf_counter()
+    ops: list[Operation] | None = None
+    say = getattr(progress, "phase", None)
+    try:
+        ops = list(reader)
+        if say is not None:
+            say("check", f"grading {stats.rounds:,} rounds and checking {len(ops):,} operations")
+        grader, race = grading.grade_history(
+            config.workload, config.tasks, config.target.seed, target.params, space, ops,
+            reader.rounds,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        ops, late = None, f"interrupted ({interruption()}) while reading and grading the history"
     phases["grade"] = time.perf_counter() - started
     started = time.perf_counter()
-    try:
-        check = summarize_check(header, ops, check_timeout)
-    except KeyboardInterrupt:
-        check = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0.0, 0, 0)
+    if ops is None:
+        check = grading.CheckSummary(Verdict.UNKNOWN, f"not checked: {late}", 0.0, 0, 0)
+    else:
+        try:
+            check = summarize_check(header, ops, check_timeout)
+        except KeyboardInterrupt:
+            late = f"interrupted ({interruption()}) while checking"
+            check = grading.CheckSummary(Verdict.UNKNOWN, f"check {late}", 0.0, 0, 0)
     phases["check"] = time.perf_counter() - started
     del ops
+    if late is None and signals_seen() > seen:  # a signal whose KeyboardInterrupt was lost
+        late = f"interrupted ({interruption()}) while grading and checking"
+    if late is not None and not stats.interrupted:
+        stats.interrupted = late
     judgement = grading.judge(
         check,
         grader,
@@ -290,7 +353,7 @@ def low_overlap_warning(tasks: int, rounds: int, contested: int) -> str | None:
     if tasks < 2 or not rounds or contested / rounds >= LOW_OVERLAP:
         return None
     return (
-        f"only {contested} of {rounds} rounds really raced (a winning call overlapped a "
+        f"only {contested} of {counted(rounds, 'round')} really raced (a winning call overlapped a "
         "competing one): the calls rarely overlapped, so the run says little about the race "
         "(try more rounds, another target or scheduler)"
     )
@@ -426,9 +489,25 @@ def host_facts() -> dict[str, Any]:
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    """DIR/summary.json, replaced at once: a reader (or a kill) never sees half of it."""
     path = out / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
     return path
+
+
+def mark_interrupted(out: Path, summary: dict[str, Any], what: str) -> dict[str, Any]:
+    """The judged run's summary once a later phase (the report) was interrupted: the run is
+    incomplete, so an OK becomes UNKNOWN (a VIOLATION stays); DIR/summary.json is rewritten."""
+    reason = f"run incomplete: {what}"
+    summary = {**summary, "interrupted": summary.get("interrupted") or what}
+    summary["reasons"] = [*summary.get("reasons", []), reason]
+    if summary["verdict"] == Verdict.OK.value:
+        summary["verdict"] = Verdict.UNKNOWN.value
+        summary["exit_code"] = Verdict.UNKNOWN.exit_code
+    write_summary(out, summary)
+    return summary
 
 
 def write_reports(out: Path, *, html: bool, junit: Path | None) -> list[str]:
@@ -509,12 +588,29 @@ class CheckedFile:
         return self.result.verdict
 
 
+def incomplete_history(trailer: dict[str, Any] | None) -> str | None:
+    """Why a history is not the whole run (no trailer: killed, or still being written; or
+    an interrupted run), or None; such a history is judged UNKNOWN at best, never OK."""
+    if trailer is None:
+        return "the history has no trailer (the run was killed or is still being written)"
+    if trailer.get("interrupted"):
+        return f"the run was incomplete: {trailer['interrupted']}"
+    return None
+
+
 def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
     """Judge any history file (streamed in; malformed input is a UsageError naming the line)."""
     header, reader = read_history(path)
-    params = checker.params_of(header)
+    try:
+        params = checker.params_of(header)
+    except UsageError as exc:
+        raise UsageError(f"{path}:1: {exc}") from None
     events, rounds = checker.to_events(reader)
     result = checker.check_events(params, events, rounds, timeout=timeout)
+    incomplete = incomplete_history(reader.trailer)
+    if incomplete is not None and result.verdict is Verdict.OK:
+        reason = f"{incomplete}; the {counted(len(events), 'operation')} it holds are linearizable"
+        result = attrs.evolve(result, verdict=Verdict.UNKNOWN, reason=reason)
     model = checker.MmModel(params)
     original = None
     if result.counterexample is not None and minimize and result.verdict is Verdict.VIOLATION:
@@ -543,11 +639,12 @@ class Replayed:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: bad JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    return loads(text, str(path))
 
 
 def read_schedule(path: Path) -> dict[int, list[int]]:
@@ -563,15 +660,17 @@ def read_schedule_plans(path: Path) -> tuple[dict[int, list[int]], dict[int, int
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            d = json.loads(line)
+            d = loads(line, f"{path}:{n}")
             rounds[int(d["round"])] = [int(c) for c in d["choices"]]
             if "plan" in d:
                 plans[int(d["round"])] = int(d["plan"])
-        except (ValueError, KeyError, TypeError):
+        except (UsageError, ValueError, KeyError, TypeError):
             if n == len(lines):  # a killed run may leave a torn last line
                 break
             raise UsageError(f"{path}:{n}: not a schedule line") from None
@@ -593,11 +692,13 @@ def replay_config(
     if not (src / RUN_FILE).is_file():
         raise UsageError(f"{src}: not a run directory (no {RUN_FILE})")
     data = read_json(src / RUN_FILE)
+    if not isinstance(data, dict):
+        raise UsageError(f"{src / RUN_FILE}: damaged: not a JSON object")
     target = str(data.get("target"))
     controlled = data.get("scheduler") in ("random", "pct", "exhaustive")
     if not (target == "model" or is_plugin(target)) or not controlled:
         raise UsageError(
-            f"{src}: a {target} run with scheduler {data.get('scheduler')} cannot be replayed "
+            f"{src}: {a(target)} run with scheduler {data.get('scheduler')} cannot be replayed "
             "(only the model target and plug-ins under the controlled scheduler record one)"
         )
     if not (src / SCHEDULE_FILE).is_file():
@@ -608,16 +709,51 @@ def replay_config(
     schedule, plans = read_schedule_plans(src / SCHEDULE_FILE)
     if not schedule:
         raise UsageError(f"{src}: the schedule is empty (no round finished)")
-    ref = str(src / data["workload_file"]) if data.get("workload_file") else data["workload_ref"]
+    try:
+        ref = (
+            str(src / data["workload_file"]) if data.get("workload_file") else data["workload_ref"]
+        )
+        if not isinstance(ref, str):
+            raise TypeError(f"workload_ref must be a string, not {ref!r}")
+        options = options_from_run_json(data)
+        space = workloads.Space(**data["space"]) if data.get("space") else None
+        tasks = data["tasks"]
+        if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+            raise TypeError(f"tasks must be a positive integer, not {tasks!r}")
+    except KeyError as exc:
+        raise UsageError(f"{src / RUN_FILE}: damaged: missing key {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{src / RUN_FILE}: damaged: {exc}") from None
     workload = load_workload(ref)
-    options = options_from_run_json(data)
     out = out or (src / "replay")
     if out.resolve() == src.resolve():
         raise UsageError("--out: must differ from the run directory")
-    space = workloads.Space(**data["space"]) if data.get("space") else None
     rounds = max(schedule) + 1
-    config = RunConfig(workload, ref, options, data["tasks"], rounds, None, out, space)
+    config = RunConfig(workload, ref, options, tasks, rounds, None, out, space)
     return config, schedule, plans
+
+
+def schedule_truncated(src: Path, schedule: dict[int, list[int]]) -> str | None:
+    """Why DIR/schedule.jsonl holds less than the run (a torn last line, fewer rounds than
+    the run's summary counts), or None: the replay can then reproduce only a prefix."""
+    path = src / SCHEDULE_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text and not text.endswith("\n"):
+        kept = counted(len(schedule), "round")
+        return f"{path}: truncated (its last line is cut off): {kept} recorded"
+    try:
+        summary = json.loads((src / SUMMARY_FILE).read_text(encoding="utf-8"))
+        rounds = int(summary["rounds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if rounds > len(schedule) and summary.get("exploration") is None:
+        return (
+            f"{path}: truncated: it records {counted(len(schedule), 'round')}, the run had {rounds}"
+        )
+    return None
 
 
 def replay(

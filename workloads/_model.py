@@ -96,6 +96,9 @@ def default_label(op: mm.Op) -> str:
     return "hint"
 
 
+_MAX_PAGES = 1 << 52  # 4 KiB pages in 2^64 bytes
+
+
 def _pick(value: Expr, field: str, task: int, tasks: int) -> int:
     item = value[task % len(value)] if isinstance(value, tuple) else value
     if isinstance(item, bool):
@@ -142,6 +145,12 @@ class OpTemplate:
             raise ValueError(f"offset: {offset} is negative (task {task} of {tasks})")
         if pages < 1:
             raise ValueError(f"pages: {pages} must be at least 1 (task {task} of {tasks})")
+        for key, value in (("offset", abs(offset)), ("pages", pages)):
+            if value >= _MAX_PAGES:
+                raise ValueError(
+                    f"{key}: {value} pages is beyond a 64-bit address space (task {task} of "
+                    f"{tasks})"
+                )
         return offset, pages
 
     def origin(self, space: Space, base: int) -> int:
@@ -461,9 +470,16 @@ def check_workload(workload: Workload) -> None:
             used = _expr.names(grade.when)
         except ValueError as exc:
             raise ValueError(f"grades[{i}].when: {exc}") from None
-        unknown = used - fact_names(workload.labels())
+        facts = fact_names(workload.labels())
+        unknown = used - facts
         if unknown:
             raise ValueError(f"grades[{i}].when: unknown name(s) {', '.join(sorted(unknown))}")
+        try:  # it must give an answer for any round: no division by a count, no min()
+            _expr.check_divisors(grade.when)
+            for sample in (0, 1, 7):
+                grade.holds(dict.fromkeys(facts, sample))
+        except ValueError as exc:
+            raise ValueError(f"grades[{i}].when: {exc}") from None
     if workload.boundary is not None:
         try:
             for tasks in (1, 4, 64):

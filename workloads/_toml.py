@@ -60,6 +60,11 @@ def load_toml(path: str | Path) -> Workload:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a TOML file (not UTF-8 text: byte {exc.start} is "
+            f"{exc.object[exc.start]:#04x})"
+        ) from None
     return parse_toml(text, str(path))
 
 
@@ -69,6 +74,8 @@ def parse_toml(text: str, source: str = "<string>") -> Workload:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{source}: invalid TOML: nested too deeply") from None
     try:
         workload = _workload(data)
     except _Problem as exc:
@@ -231,6 +238,8 @@ def _names(table: dict[str, Any], key: str, prefix: str, parse: Any, default: in
         return default
     value = table[key]
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 1 << 64:
+            raise _Problem(f"{prefix}{key}", f"must be from 0 to 2^64 - 1, got {value}")
         return value
     if not isinstance(value, str):
         raise _Problem(f"{prefix}{key}", "must be a string like 'READ|WRITE' or an integer")

@@ -25,6 +25,7 @@ from stress.checker._search import (
     validate,
 )
 from stress.checker._types import CheckResult, Event, Model, Verdict
+from stress.errors import counted
 
 # Below this many events in all (or with a single partition) the pool's start-up costs more
 # than it saves.
@@ -90,7 +91,7 @@ def check(
         size, k, outcome = min(violations, key=lambda v: (v[0], v[1]))
         return result(
             Verdict.VIOLATION,
-            f"no atomic order explains partition {k + 1} of {total} ({size} operations)",
+            f"no atomic order explains partition {k + 1} of {total} ({counted(size, 'operation')})",
             outcome,
         )
     if checked < total:
@@ -99,14 +100,17 @@ def check(
             return result(
                 Verdict.UNKNOWN,
                 f"the search of partition {memory[0] + 1} of {total} "
-                f"({len(parts[memory[0]])} operations) outgrew its memory budget "
+                f"({counted(len(parts[memory[0]]), 'operation')}) outgrew its memory budget "
                 f"of {_search.MAX_ENTRIES:,} states",
             )
         return result(
             Verdict.UNKNOWN,
             f"time budget of {timeout:g} s ran out after {checked} of {total} partitions",
         )
-    return result(Verdict.OK, f"all {total} partitions linearizable")
+    return result(
+        Verdict.OK,
+        all_linearizable(total),
+    )
 
 
 def _picklable(model: Model) -> bool:
@@ -116,6 +120,13 @@ def _picklable(model: Model) -> bool:
     except Exception:
         return False
     return True
+
+
+def all_linearizable(partitions: int) -> str:
+    """ "all 40 partitions linearizable", "the one partition linearizable"."""
+    if partitions == 1:
+        return "the one partition linearizable"
+    return f"all {partitions:,} partitions linearizable"
 
 
 def _run_serial(

@@ -19,7 +19,12 @@ from typing import Any
 import attrs
 
 import mm
-from stress.checker._engine import POOL_MIN_EVENTS, POOL_MIN_PARTITIONS, check
+from stress.checker._engine import (
+    POOL_MIN_EVENTS,
+    POOL_MIN_PARTITIONS,
+    all_linearizable,
+    check,
+)
 from stress.checker._minimize import minimize
 from stress.checker._mm_model import MmModel
 from stress.checker._mm_partition import SMALL, partition
@@ -121,8 +126,7 @@ def _check_events(
     reason = result.reason
     if result.verdict is Verdict.OK:
         reason = (
-            f"all {len(parts)} partitions linearizable ({direct} by a direct order, "
-            f"{len(rest)} by search)"
+            f"{all_linearizable(len(parts))} ({direct} by a direct order, {len(rest)} by search)"
         )
     elif direct:  # the engine numbered only the searched parts: say how many there were
         reason = (

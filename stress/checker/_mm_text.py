@@ -6,6 +6,7 @@ from typing import Any
 
 from stress.checker._mm_model import MmModel
 from stress.checker._types import CheckResult, Counterexample, Event
+from stress.errors import counted
 from stress.verdict import Verdict
 
 
@@ -57,7 +58,7 @@ def counterexample_lines(
     explain, labelled as such; its words describe the orders the search tried, not a proof."""
     events = cx.events
     origin = min(e.call for e in events)
-    size = f"{len(events)} operations"
+    size = counted(len(events), "operation")
     if original is not None and original != len(events):
         size += f", minimized from {original}"
     what = "counterexample"

@@ -14,12 +14,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from stress.errors import UsageError
+from stress.errors import UsageError, interruption
+from stress.verdict import EXIT_CODES, Verdict
 
 # The subcommands, in the order `mmrace --help` shows them: stress.cli.<name>.
 SUBCOMMANDS = (
     "run", "replay", "check", "exec", "list", "sweep", "report", "plot", "mutants", "bench",
 )  # fmt: skip
+# Commands that give no verdict: Ctrl-C ends them with the shell's 130.
+NOT_JUDGING = ("list", "plot", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from stress.cli._streams import guarded
+
+    with guarded():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args._argv = [*(sys.argv[1:] if argv is None else argv)]  # for `run --isolate`
@@ -57,16 +67,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args))
     except UsageError as exc:
-        print(f"mmrace {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mmrace {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mmrace {args.command}: interrupted", file=sys.stderr)
-        return 130
+        # the judging commands judge what they have where they can; this one had nothing
+        if args.command in NOT_JUDGING:
+            print(f"mmrace {args.command}: interrupted ({interruption()})", file=sys.stderr)
+            return 130
+        print(
+            f"mmrace {args.command}: interrupted ({interruption()}) before a verdict: UNKNOWN",
+            file=sys.stderr,
+        )
+        return EXIT_CODES[Verdict.UNKNOWN]
     except BrokenPipeError:
-        # The reader went away (`mmrace list | head`): not an error of ours, and no traceback.
-        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        # (stdout and stderr are guarded: only a write around them gets here)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def one_line(message: str) -> str:
+    """An error message on one line (a message quoting a file's text may hold newlines)."""
+    return " ".join(message.split("\n")) if "\n" in message else message
 
 
 def entry() -> None:

@@ -69,6 +69,8 @@ def parse_value(text: str, *, base: int, page_size: int = 4096) -> int:
                 ) from None
             factor = int(match.group(1), 0) if match.group(1) else 1
             value = factor * symbols[match.group(2)]
+        if value > U64:
+            raise ValueError(f"number {term!r} is above 2^64 - 1 in {text!r}")
         total = total - value if sign == "-" else total + value
     return total & U64
 

@@ -30,12 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.timeout is not None and not args.timeout > 0:
-        raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        raise UsageError(f"--timeout {args.timeout}: must be a positive, finite number of seconds")
     from stress import checker
     from stress.driver import check_file
 
-    done = check_file(args.history, args.timeout, minimize=args.minimize)
+    try:
+        done = check_file(args.history, args.timeout, minimize=args.minimize)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no verdict, which is UNKNOWN (never OK)
+        from stress.errors import interruption
+        from stress.verdict import Verdict
+
+        reason = f"interrupted ({interruption()}) before the check could judge"
+        if args.json:
+            print(json.dumps({"verdict": Verdict.UNKNOWN.value, "reason": reason}))
+        else:
+            print(f"{Verdict.UNKNOWN.value}: {reason}")
+        return Verdict.UNKNOWN.exit_code
     if args.json:
         print(json.dumps(checker.result_json(done.model, done.result, done.original)))
     else:

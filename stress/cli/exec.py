@@ -17,8 +17,9 @@ from typing import Any
 import attrs
 
 import mm
+import mm.kernel
 from stress.cli._script import FAR_BASE, Script, ScriptOp, load_script, parse_value
-from stress.errors import UsageError
+from stress.errors import UsageError, counted
 from stress.verdict import Verdict
 
 HELP = "run a sequential operation script against one or two targets"
@@ -164,9 +165,13 @@ def compare(model: ModelTarget, before: mm.State, op: mm.Op, mine: int, theirs: 
     return Agreement(mine == theirs)
 
 
+_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def _params(args: argparse.Namespace) -> mm.Params:
     params = mm.kernel.host_params(privileged=args.privileged)
     fields = {f.name: f for f in attrs.fields(mm.Params)}
+    overrides: dict[str, tuple[str, object]] = {}
     for item in args.model_param:
         key, sep, value = item.partition("=")
         key = key.strip()
@@ -174,16 +179,22 @@ def _params(args: argparse.Namespace) -> mm.Params:
             raise UsageError(
                 f"--model-param {item}: expected KEY=VALUE with KEY in {', '.join(fields)}"
             )
-        try:
-            if key == "privileged":
-                parsed: int | bool = value.strip().lower() in ("1", "true", "yes")
-            else:
+        word = value.strip().lower()
+        parsed: object = _BOOLS.get(word, value) if key == "privileged" else value
+        if key != "privileged":
+            try:
                 parsed = int(value, 0)
-        except ValueError:
-            raise UsageError(f"--model-param {item}: {value!r} is not a number") from None
-        overrides: dict[str, Any] = {key: parsed}
-        params = attrs.evolve(params, **overrides)
-    return params
+            except ValueError:
+                raise UsageError(f"--model-param {item}: {value!r} is not a number") from None
+        overrides[key] = (item, parsed)
+    try:  # all at once: page_size=16384 may need its task_size=... too
+        return mm.Params.validated(
+            **{**params.to_json(), **{k: v for k, (_, v) in overrides.items()}}
+        )
+    except ValueError as exc:
+        key = str(exc).partition(":")[0]
+        where = f"--model-param {overrides[key][0]}" if key in overrides else "--model-param"
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _line(item: ScriptOp, width: int, cells: list[str]) -> str:
@@ -191,7 +202,13 @@ def _line(item: ScriptOp, width: int, cells: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    targets = list(dict.fromkeys(args.target or ["model"]))
+    targets = args.target or ["model"]
+    for name in targets:
+        if targets.count(name) > 1:
+            raise UsageError(
+                f"--target {name}: given {targets.count(name)} times (one model, one kernel: "
+                "give both to compare them)"
+            )
     try:
         base = parse_value(args.base, base=FAR_BASE)
     except ValueError as exc:
@@ -241,5 +258,5 @@ def _execute(script: Script, model: ModelTarget | None, kernel: KernelTarget | N
             assert target is not None
             print(_line(item, width, [mm.format_result(op.kind, target.apply(op))]))
     if model is not None and kernel is not None:
-        print(f"{len(script.ops)} operations, {divergences} divergence(s)")
+        print(f"{counted(len(script.ops), 'operation')}, {counted(divergences, 'divergence')}")
     return (Verdict.VIOLATION if divergences else Verdict.OK).exit_code

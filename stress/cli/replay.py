@@ -30,13 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stress.cli._progress import make_progress
-    from stress.driver import replay, replay_config
+    from stress.driver import replay, replay_config, schedule_truncated
+    from stress.errors import counted
     from stress.report import format_summary
 
     src: Path = args.dir
+    if not 0 < args.check_timeout < float("inf"):
+        from stress.errors import UsageError
+
+        raise UsageError(
+            f"--check-timeout {args.check_timeout}: must be a positive, finite number of seconds"
+        )
     config, schedule, plans = replay_config(src, args.out)
+    truncated = schedule_truncated(src, schedule)
+    if truncated is not None:
+        print(f"mmrace replay: {truncated}: only those can be replayed", file=sys.stderr)
     print(
-        f"mmrace replay: {config.rounds} rounds of {src} -> {config.out}",
+        f"mmrace replay: {counted(config.rounds or 0, 'round')} of {src} -> {config.out}",
         file=sys.stderr,
         flush=True,
     )
@@ -61,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     if at is None:
-        print(f"history: identical to the original ({len(original)} operations)")
+        print(f"history: identical to the original ({counted(len(original), 'operation')})")
         return int(summary["exit_code"])
     if at == len(original) and len(replayed) > len(original):
         print(
@@ -69,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
             f"(the original stops early: killed?); the replay has {len(replayed)}"
         )
         return int(summary["exit_code"])
+    if truncated is not None and at == len(replayed) < len(original):
+        print(
+            f"history: identical for the replay's {len(replayed)} operations; the original's "
+            f"other {len(original) - len(replayed)} are not replayable ({truncated})"
+        )
+        return EXIT_CODES[Verdict.UNKNOWN]
     print(f"history: DIFFERS at operation {at}:")
     print(f"  original: {original[at] if at < len(original) else '(end)'}")
     print(f"  replay:   {replayed[at] if at < len(replayed) else '(end)'}")

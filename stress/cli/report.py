@@ -22,9 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report (and JUnit XML); exit with the run's own code (stress.verdict)."""
+    from stress.cli._paths import check_out_file
     from stress.report import load_run, write_junit, write_report
 
     view = load_run(args.run_dir)
+    check_out_file(args.out or args.run_dir / "report.html", "--out")
+    if args.junit is not None:
+        check_out_file(args.junit, "--junit")
     path = write_report(args.run_dir, args.out, view=view)
     print(f"report: {path}")
     if args.junit is not None:

@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import mm
@@ -30,10 +31,13 @@ SCHEDULERS = ("random", "pct", "trio", "exhaustive", "free")
 MODEL_SCHEDULERS = ("random", "pct", "trio", "exhaustive")
 PLUGIN_SCHEDULERS = ("random", "pct", "exhaustive", "free")
 DEFAULT_PREEMPTIONS = 2
+DEFAULT_DEPTH = 3
+MODEL_TARGETS = ("model", "model-threads")
 DEFAULT_MAX_SCHEDULES = 10_000
 MAX_TASKS = 4096
 REAL_TARGETS = ("kernel", "agent")
 ISOLATED_ENV = "MMRACE_ISOLATED"
+KIND_NAMES = {int: "an integer", float: "a number"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model and plug-ins: random (default), pct or exhaustive (controlled, replayable); "
         "model: trio (fast, not replayable); plug-ins: free (OS threads, not controlled)",
     )
-    parser.add_argument("--depth", type=str, default="3", help="PCT bug depth d (default 3)")
+    parser.add_argument(
+        "--depth", type=str, default=None, help="--scheduler pct: bug depth d (default 3)"
+    )
     parser.add_argument(
         "--preemptions",
         default=None,
@@ -145,8 +151,10 @@ def _number(flag: str, text: str | None, kind: type, minimum: float) -> float | 
     try:
         value = kind(text)
     except ValueError:
-        raise UsageError(f"{flag}: {text!r} is not a {kind.__name__}") from None
-    if value != value or value < minimum or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{flag}: {text!r} is not {KIND_NAMES[kind]}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{flag}: must be a finite number, got {text}")
+    if value < minimum:
         raise UsageError(f"{flag}: must be at least {minimum:g}, got {text}")
     return value
 
@@ -163,9 +171,10 @@ def default_out(workload: str, target: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stress.cli._paths import check_out_file, make_out_dir
     from stress.cli._progress import make_progress
     from stress.driver import load_workload, perform, save_run_json
-    from stress.errors import UsageError
+    from stress.errors import UsageError, counted
     from stress.harness import RunConfig, TargetOptions, is_plugin, make_target
     from stress.report import format_summary
 
@@ -175,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     rounds = _number("--rounds", args.rounds, int, 1)
     budget = _number("--time-budget", args.time_budget, float, 0.001)
     check_timeout = float(_number("--check-timeout", args.check_timeout, float, 0.001) or 0)
-    depth = int(_number("--depth", args.depth, int, 1) or 1)
+    depth = int(_number("--depth", args.depth, int, 1) or DEFAULT_DEPTH)
     seed = _number("--seed", args.seed, int, 0)
     if args.scheduler not in SCHEDULERS:
         raise UsageError(
@@ -197,6 +206,16 @@ def run(args: argparse.Namespace) -> int:
                 f"--scheduler {args.scheduler}: not for {what} (choose from {', '.join(allowed)})"
             )
     exhaustive = args.scheduler == "exhaustive"
+    if args.depth is not None and args.scheduler != "pct":
+        raise UsageError(
+            f"--depth: only with --scheduler pct (the bug depth of PCT; this run's scheduler "
+            f"is {args.scheduler})"
+        )
+    if args.variant is not None and args.target not in MODEL_TARGETS:
+        raise UsageError(
+            f"--variant: only the model targets ({', '.join(MODEL_TARGETS)}) have bug variants, "
+            f"not --target {args.target}"
+        )
     for flag, value in (
         ("--preemptions", args.preemptions),
         ("--max-schedules", args.max_schedules),
@@ -242,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a directory")
     if args.isolate and not os.environ.get(ISOLATED_ENV):
+        make_out_dir(out)
         return _isolated(args, out, int(seed))
     options = TargetOptions(
         spec=args.target,
@@ -264,11 +284,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--target {args.target}: {exc}") from None
     config = RunConfig(workload, ref, options, tasks, rounds, budget, out)  # type: ignore[arg-type]
+    if args.junit is not None:
+        check_out_file(args.junit, "--junit")
+    make_out_dir(out)
     save_run_json(config)
     info = sys.stderr
     print(
-        f"mmrace run: {workload.name} on {target.name}, {tasks} tasks, "
-        + (f"{rounds} rounds" if rounds else f"{budget:g} s")
+        f"mmrace run: {workload.name} on {target.name}, {counted(tasks, 'task')}, "
+        + (counted(int(rounds), "round") if rounds else f"{budget:g} s")
         + f", seed {seed} -> {out}",
         file=info,
         flush=True,
@@ -281,15 +304,38 @@ def run(args: argparse.Namespace) -> int:
         warm_up()
     progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
     summary = perform(config, target, check_timeout=check_timeout, progress=progress)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(format_summary(summary))
-    if progress is not None and not args.no_report:
-        progress.phase("report", "drawing the plots (in parallel) and writing report.html")
-    _write_report(out, not args.no_report, args.junit, sys.stderr if args.json else sys.stdout)
-    if progress is not None:
-        progress.done()
+    return report_phase(out, summary, args, format_summary, progress)
+
+
+def report_phase(
+    out: Path,
+    summary: dict[str, Any],
+    args: argparse.Namespace,
+    text: Callable[..., str],
+    progress: Any = None,
+) -> int:
+    """Print the summary, write the reports and return the run's exit code; Ctrl-C or SIGTERM
+    meanwhile leaves the run incomplete (an OK becomes UNKNOWN, exit 3; summary.json says so)."""
+    from stress.driver import mark_interrupted
+    from stress.errors import counting_signals, interruption, signals_seen
+
+    stream = sys.stderr if args.json else sys.stdout
+    seen = signals_seen()
+    with counting_signals():
+        try:
+            print(json.dumps(summary, indent=2) if args.json else text(summary))
+            if progress is not None and not args.no_report:
+                progress.phase("report", "drawing the plots (in parallel) and writing report.html")
+            _write_report(out, not args.no_report, args.junit, stream)
+            if progress is not None:
+                progress.done()
+            lost = signals_seen() > seen  # its KeyboardInterrupt swallowed in a __del__
+        except KeyboardInterrupt:
+            lost = True
+    if lost:
+        what = f"interrupted ({interruption()}) while writing the report"
+        summary = mark_interrupted(out, summary, what)
+        print(f"verdict    {summary['verdict']}: {what}", file=stream)
     return int(summary["exit_code"])
 
 
@@ -346,6 +392,10 @@ def _isolated(args: argparse.Namespace, out: Path, seed: int) -> int:
             status = child.wait()
             break
         except KeyboardInterrupt:  # the child got the same Ctrl-C; a second one kills it
+            from stress.errors import interruption
+
+            if interruption() == "SIGTERM":  # sent to this process alone: pass it on
+                child.send_signal(signal.SIGTERM)
             try:
                 status = child.wait(timeout=30)
                 break

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats", default="1", help="runs per task count (default 1; seeds seed, seed+1, ...)"
     )
     parser.add_argument("--no-reports", action="store_true", help="no report.html per size")
-    parser.add_argument("--out", type=Path, required=True, help="sweep directory")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="sweep directory (default: fresh, in mmrace-runs/)"
+    )
 
 
 def parse_tasks(text: str) -> list[int]:
     """``"1,2,4"`` -> [1, 2, 4]: positive, distinct integers; else a UsageError."""
+    from stress.cli.run import MAX_TASKS
     from stress.errors import UsageError
 
     sizes: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
+        if not re.fullmatch(r"[0-9]+", part) or int(part) < 1:
             raise UsageError(f"--tasks: {part!r} is not a positive integer")
+        if int(part) > MAX_TASKS:
+            raise UsageError(f"--tasks: at most {MAX_TASKS}, got {part}")
         if int(part) in sizes:
             raise UsageError(f"--tasks: {part} is given twice")
         sizes.append(int(part))
@@ -64,9 +70,11 @@ def _positive(flag: str, text: str, kind: type) -> Any:
     try:
         value = kind(text)
     except ValueError:
-        raise UsageError(f"{flag}: {text!r} is not a {kind.__name__}") from None
-    if not value > 0:
-        raise UsageError(f"{flag}: must be positive, got {text}")
+        from stress.cli.run import KIND_NAMES
+
+        raise UsageError(f"{flag}: {text!r} is not {KIND_NAMES[kind]}") from None
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{flag}: must be positive and finite, got {text}")
     return value
 
 
@@ -142,7 +150,11 @@ def combine(points: list[Any]) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run every size, print one progress line each, save sweep.json and the plots."""
     from plots.data import SweepData
+    from stress.cli._paths import make_out_dir
+    from stress.cli.run import default_out
+    from stress.driver import load_workload
     from stress.errors import UsageError
+    from stress.harness import TARGETS, is_plugin
     from stress.report import SWEEP_FILE, sweep_to_json, write_sweep_report
     from stress.verdict import Verdict, worst
 
@@ -157,11 +169,14 @@ def run(args: argparse.Namespace) -> int:
     seed = _positive("--seed", args.seed, int) if args.seed is not None and args.seed != "0" else 0
     if args.seed is None:
         seed = random.SystemRandom().randrange(1 << 32)
-    out: Path = args.out
+    out: Path = args.out or default_out(f"sweep-{Path(args.workload).stem}", args.target)
     if (out / SWEEP_FILE).exists():
         raise UsageError(f"--out {out}: already holds a sweep (choose another directory)")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: not a directory")
+    load_workload(args.workload)  # a bad workload is one line before anything is made
+    if args.target not in TARGETS and not is_plugin(args.target):
+        names = ", ".join([*TARGETS, "package.module:factory"])
+        raise UsageError(f"--target: unknown target {args.target!r} (choose from {names})")
+    make_out_dir(out)
     print(
         f"mmrace sweep: {args.workload} on {args.target}, tasks {sizes}, {rounds} rounds each, "
         f"seed {seed} -> {out}",

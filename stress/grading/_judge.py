@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from stress.errors import counted
 from stress.grading._outcomes import UNKNOWN, UNSPECIFIED, Grader
 from stress.verdict import Verdict
 from workloads import FORBIDDEN
@@ -77,14 +78,18 @@ def judge(
             counts[row["grade"]] += row["count"]
     if counts[FORBIDDEN]:
         first = min(r["first_round"] for r in rows if r["grade"] == FORBIDDEN)
-        violations.append(f"grading: {counts[FORBIDDEN]} round(s) FORBIDDEN (first: round {first})")
+        violations.append(
+            f"grading: {counted(counts[FORBIDDEN], 'round')} FORBIDDEN (first: round {first})"
+        )
     if counts[UNSPECIFIED]:
-        violations.append(f"grading: {counts[UNSPECIFIED]} round(s) match no grade of the workload")
+        violations.append(
+            f"grading: {counted(counts[UNSPECIFIED], 'round')} matching no grade of the workload"
+        )
     if counts[UNKNOWN]:
-        unknowns.append(f"grading: {counts[UNKNOWN]} round(s) could not be judged")
+        unknowns.append(f"grading: {counted(counts[UNKNOWN], 'round')} could not be judged")
     count = len(problems) if problem_count is None else problem_count
     if count:
-        unknowns.append(f"{count} harness problem(s), first: {problems[0]}")
+        unknowns.append(f"{counted(count, 'harness problem')}, first: {problems[0]}")
     if interrupted:
         unknowns.append(f"run incomplete: {interrupted}")
     if rounds == 0:
@@ -106,8 +111,9 @@ def judge(
 def no_race_message(racing_rounds: int, hint: str = "") -> str:
     """Why a run whose rounds never really raced is no verification, and what to try."""
     return (
-        f"no round really raced: in none of the {racing_rounds} round(s) that raced tasks did a "
-        "winning call overlap a competing call in time, so the run says nothing about the race "
+        f"no round really raced: in none of the {counted(racing_rounds, 'round')} that raced "
+        "tasks did a winning call overlap a competing call in time, so the run says nothing "
+        "about the race "
         f"({hint or 'try more rounds or tasks, or a controlled scheduler'})"
     )
 

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 import mm
+from stress.errors import counted
 from stress.grading._outcomes import RoundResult, outcome, overlapped
 from stress.history import Operation
 
@@ -236,7 +237,7 @@ def _timeline(result: RoundResult, why: str, page_size: int) -> dict[str, Any]:
     shown = calls[:TIMELINE_CALLS]
     title = f"Round {result.round}: racing calls" + (f" ({why})" if why else "")
     if len(shown) < len(calls):
-        title += f", first {len(shown)} of {len(calls)} calls"
+        title += f", first {len(shown)} of {counted(len(calls), 'call')}"
     return {
         "round": result.round,
         "title": title,

@@ -115,6 +115,20 @@ class AgentDied(Exception):
     """The child is gone (or was killed); the message says how."""
 
 
+def _env_seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment; a bad value is a UsageError naming it."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw}: not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{name}={raw}: must be a positive, finite number of seconds")
+    return value
+
+
 class AgentTarget:
     """Races run by `python -m stress.agent` in a child process (see the module docstring)."""
 
@@ -144,7 +158,7 @@ class AgentTarget:
         if timeout is None:
             timeout = options.timeout
         if timeout is None:
-            timeout = float(os.environ.get("MMRACE_AGENT_TIMEOUT", DEFAULT_TIMEOUT))
+            timeout = _env_seconds("MMRACE_AGENT_TIMEOUT", DEFAULT_TIMEOUT)
         self.timeout = timeout
         self.gate = gate
         self.env = env if env is not None else child_env()

@@ -81,7 +81,7 @@ from stress.harness._trace import (
     prefixes_for,
     untraceable_methods,
 )
-from stress.history import Operation
+from stress.history import MIN_RESULT, Operation
 
 if TYPE_CHECKING:
     from workloads import Space
@@ -155,10 +155,18 @@ def build_impl(spec: str, factory: Callable[..., Any], params: mm.Params) -> tup
     return impl, kinds["mmap"]
 
 
-def _check_result(spec: str, op: mm.Op, value: object) -> int:
+def _check_result(spec: str, op: mm.Op, value: object, task: int | None = None) -> int:
+    """A plug-in's answer as a raw result (an address or 0, or -errno from -4095 to -1); any
+    other answer is the plug-in's mistake, reported against the plug-in and the call (never
+    written into the history)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"--target {spec}: {op.kind} returned {value!r}, not an int")
-    return value
+        problem = f"{value!r:.60}, not an int"
+    elif not MIN_RESULT <= value < 1 << 64:
+        problem = f"{value}, out of range (an address below 2^64, or -errno from -4095 to -1)"
+    else:
+        return value
+    who = "" if task is None else f"task {task}'s "
+    raise UsageError(f"--target {spec}: {op.kind} returned {problem} (in {who}{op})")
 
 
 def _trio_noise(seed: int) -> Callable[[str], Any]:
@@ -381,7 +389,7 @@ class PluginTarget:
         out = []
         for task, recs in enumerate(per_task):
             for op, value, call, ret in recs:
-                result = None if ret is None else _check_result(self.spec, op, value)
+                result = None if ret is None else _check_result(self.spec, op, value, task)
                 out.append(Operation(task, op, result, call, ret, round_index))
         return out
 
@@ -555,7 +563,7 @@ class PluginTarget:
         records = []
         for task, (plan, got) in enumerate(zip(plans, raw, strict=False)):
             for op, (result, call, ret) in zip(plan, got, strict=False):
-                value = None if result is None else _check_result(self.spec, op, result)
+                value = None if ret is None else _check_result(self.spec, op, result, task)
                 records.append(Operation(task, op, value, call, ret, round_index))
         return records
 
@@ -580,15 +588,22 @@ class PluginTarget:
                 except PluginExit as exc:
                     problems.append(f"the plug-in tried to end the process: {exc} (task {task})")
                     return
-                result = _check_result(self.spec, op, value)
+                try:
+                    result = _check_result(self.spec, op, value, task)
+                except UsageError as exc:  # raised below, outside the nursery
+                    wrong.append(exc)
+                    return
                 out[-1] = Operation(task, op, result, call, clock(), round_index)
 
+        wrong: list[UsageError] = []
         stopped = None
         wait = self._wait_seconds()
         with mm.yield_hooks(async_=self._async_hook), trio.move_on_after(wait) as scope:
             async with trio.open_nursery() as nursery:
                 for task, plan in enumerate(plans):
                     nursery.start_soon(one, task, plan)
+        if wrong:
+            raise wrong[0]
         if scope.cancelled_caught:
             stopped = f"a call did not return within {self.call_deadline:g} s"
             for task, out in enumerate(per_task):

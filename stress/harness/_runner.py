@@ -37,7 +37,7 @@ import trio
 
 import mm
 import workloads
-from stress.errors import UsageError
+from stress.errors import UsageError, counted, interruption
 from stress.harness._scheduler import ScheduleDiverged
 from stress.harness._target import RaceOutcome, Target, TargetOptions, contested
 from stress.history import Header, HistoryWriter, Operation
@@ -190,9 +190,14 @@ async def execute(
     stats.space = space
     try:  # (the target is closed on every way out: a plug-in's patches are process-wide)
         try:  # a workload that cannot be planned (e.g. too big for the arena) is bad input
-            config.workload.plan(0, config.tasks, space, config.target.seed)
+            first = config.workload.plan(0, config.tasks, space, config.target.seed)
         except ValueError as exc:
             raise UsageError(f"workload {config.workload_ref}: {exc}") from None
+        if not any(first.tasks):  # nothing would race: the run could verify nothing
+            raise UsageError(
+                f"workload {config.workload_ref}: its race selectors choose no call at "
+                f"{counted(config.tasks, 'task')} (see race[].tasks)"
+            )
         config.out.mkdir(parents=True, exist_ok=True)
         declare = getattr(target, "declare_regions", None)
         if declare is not None:  # e.g. page 0: the kernel and agent targets verify them free
@@ -267,13 +272,13 @@ async def _watch_sigint(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """First Ctrl-C: stop after this round. Second: cancel the round in flight."""
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
+    """First Ctrl-C (or SIGTERM): stop after this round. Second: cancel the round in flight."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:  # (the CLI makes SIGTERM one)
         task_status.started()
         async for _ in signals:
             if stop.requested:
                 scope.cancel()
-            stop.request("interrupted (Ctrl-C)")
+            stop.request(f"interrupted ({interruption()})")
 
 
 async def _rounds(

@@ -76,12 +76,20 @@ def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any
     return v
 
 
+def loads(text: str, where: str, what: str = "") -> Any:
+    """json.loads, where a mistake (or nesting deep enough to exhaust the stack) is a
+    UsageError naming the place."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where}: bad JSON{what}: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{where}: bad JSON{what}: nested too deeply") from None
+
+
 def parse_header(line: str, where: str) -> Header:
     """Validate and decode the header line."""
-    try:
-        d = json.loads(line)
-    except ValueError as exc:
-        raise UsageError(f"{where}: bad JSON in header: {exc}") from None
+    d = loads(line, where, " in header")
     if not isinstance(d, dict) or FORMAT_KEY not in d:
         raise UsageError(f"{where}: not an mmrace history (no {FORMAT_KEY!r} header)")
     version = d[FORMAT_KEY]
@@ -184,6 +192,8 @@ class HistoryReader:
                     batch = list(islice(handle, BATCH))
                 except UnicodeDecodeError:
                     raise UsageError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+                except OSError as exc:
+                    raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
                 if not batch:
                     return
                 first = lineno + 1
@@ -219,10 +229,7 @@ class HistoryReader:
                     self.lineno = lineno
                     if not line.strip():
                         continue
-                    try:
-                        d = json.loads(line)
-                    except ValueError as exc:
-                        raise UsageError(f"{path}:{lineno}: bad JSON: {exc}") from None
+                    d = loads(line, f"{path}:{lineno}")
                     if self.trailer is not None:
                         raise UsageError(f"{path}:{lineno}: line after the trailer")
                     where = f"{path}:{lineno}"
@@ -273,6 +280,9 @@ def read_history(path: Path | str) -> tuple[Header, HistoryReader]:
     except UnicodeDecodeError:
         handle.close()
         raise UsageError(f"{path}:1: not UTF-8 text") from None
+    except OSError as exc:
+        handle.close()
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not first.strip():
         handle.close()
         raise UsageError(f"{path}:1: empty file (no header)")

@@ -31,6 +31,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{path}: bad JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: bad JSON: nested too deeply") from None
 
 
 def field(d: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -15,8 +15,8 @@ search, and the pool needs two).
 
 CI runs 150 examples per variant. A longer run (tens of thousands of examples), e.g.:
 
-    MMRACE_ORACLE_EXAMPLES=20000 .venv/bin/python -m pytest tests/checker/test_oracle.py --timeout 0 \
-        -k agrees -p no:cacheprovider
+    MMRACE_ORACLE_EXAMPLES=20000 .venv/bin/python -m pytest tests/checker/test_oracle.py \
+        --timeout 0 -k agrees -p no:cacheprovider
 
 (`MMRACE_ORACLE_EXAMPLES` is the number of examples per variant.)
 

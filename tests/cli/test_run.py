@@ -71,7 +71,7 @@ def test_json_output_and_trio_scheduler(tmp_path: Path, capsys: pytest.CaptureFi
         (["no-such-workload"], "unknown"),
         (["--target", "warp-drive"], "--target: unknown target"),
         (["--tasks", "0"], "--tasks: must be at least 1"),
-        (["--rounds", "many"], "--rounds: 'many' is not a int"),
+        (["--rounds", "many"], "--rounds: 'many' is not an integer"),
         (["--time-budget", "-1"], "--time-budget: must be at least"),
         (["--scheduler", "fifo"], "--scheduler: unknown scheduler"),
         (["--target", "model-threads", "--scheduler", "pct"], "only the model target"),

@@ -28,7 +28,7 @@ def search(complete: bool, **more: Any) -> dict[str, Any]:
 def test_rounds_that_raced_but_were_never_contested_are_unknown() -> None:
     got = judge(CLEAN, None, rounds=50, racing_rounds=50, contested_rounds=0, no_race_hint="X")
     assert got.verdict is Verdict.UNKNOWN and got.exit_code == 3
-    assert got.reasons[0].startswith("no round really raced: in none of the 50 round(s)")
+    assert got.reasons[0].startswith("no round really raced: in none of the 50 rounds")
     assert got.reasons[0].endswith("(X)")
 
 

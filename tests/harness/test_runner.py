@@ -309,7 +309,7 @@ def test_a_race_that_never_raced_is_unknown_and_says_what_to_try(tmp_path: Path)
     assert summary["verdict"] == "UNKNOWN" and summary["exit_code"] == 3  # nothing was verified
     assert summary["check"]["verdict"] == "OK"  # (every result is explained: it is not wrong)
     reason = summary["reasons"][0]
-    assert reason.startswith("no round really raced: in none of the 6 round(s)")
+    assert reason.startswith("no round really raced: in none of the 6 rounds")
     assert "(try more rounds or tasks, or a controlled scheduler)" in reason
     assert summary["warnings"] == []  # the verdict says it, not a warning
 
