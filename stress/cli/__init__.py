@@ -3,7 +3,8 @@
 Each subcommand lives in `stress.cli.<name>` and offers `HELP` (one line),
 `add_arguments(parser)` and `run(args) -> int`. The modules import their heavy dependencies
 inside `run`, so building the parser (and `mmrace --help`) stays fast. A `UsageError` becomes
-one line on stderr and exit code 2, never a traceback.
+one line on stderr and exit code 2, never a traceback; a `CouldNotRun` (a runtime that broke
+while starting) one line and the UNKNOWN exit code, 3.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from stress.errors import UsageError
+from stress.errors import CouldNotRun, UsageError
 
 # The subcommands, in the order `mmrace --help` shows them: stress.cli.<name>.
 SUBCOMMANDS = (
@@ -59,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"mmrace {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except CouldNotRun as exc:
+        from stress.verdict import Verdict
+
+        print(f"mmrace {args.command}: UNKNOWN: {exc}", file=sys.stderr)
+        return Verdict.UNKNOWN.exit_code
     except KeyboardInterrupt:
         print(f"mmrace {args.command}: interrupted", file=sys.stderr)
         return 130

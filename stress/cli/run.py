@@ -93,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="agent target: seconds to wait for each answer (default $MMRACE_AGENT_TIMEOUT or 10)",
     )
+    parser.add_argument(
+        "--agent-startup-timeout",
+        default=None,
+        help="agent target: seconds the agent may take to start "
+        "(default $MMRACE_AGENT_STARTUP_TIMEOUT or 60)",
+    )
     privilege = parser.add_mutually_exclusive_group()
     privilege.add_argument(
         "--privileged",
@@ -211,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
     timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
     if timeout is not None and args.target != "agent":
         raise UsageError("--agent-timeout: only the agent target waits for answers")
+    startup = _number("--agent-startup-timeout", args.agent_startup_timeout, float, 0.001)
+    if startup is not None and args.target != "agent":
+        raise UsageError("--agent-startup-timeout: only the agent target starts a process")
     if call_timeout is not None:
         timeout = call_timeout
     params = _params(args.target, args.privileged)
@@ -235,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         noise=not args.no_noise,
         params=params,
         timeout=None if timeout is None else float(timeout),
+        startup_timeout=None if startup is None else float(startup),
         preemptions=int(DEFAULT_PREEMPTIONS if preemptions is None else preemptions),
         max_schedules=int(DEFAULT_MAX_SCHEDULES if max_schedules is None else max_schedules),
         granularity=args.granularity or "line",

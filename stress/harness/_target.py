@@ -63,6 +63,8 @@ class TargetOptions:
     `schedule`: recorded decisions to replay instead of choosing (controlled scheduler).
     `timeout`: seconds a target may wait for one answer (the agent's per-request deadline, a
     plug-in call's deadline); None: the target's default.
+    `startup_timeout`: seconds the agent may take to start and say hello (slow emulators);
+    None: $MMRACE_AGENT_STARTUP_TIMEOUT, else 60.
     """
 
     spec: str = "model"
@@ -75,6 +77,7 @@ class TargetOptions:
     noise: bool = True
     schedule: tuple[int, ...] | None = None
     timeout: float | None = None
+    startup_timeout: float | None = None
     preemptions: int = 2
     max_schedules: int = 10_000
     granularity: str = "line"
