@@ -13,7 +13,9 @@ unmapped at the end.
 
 Test-only fault injection: ``MMRACE_AGENT_FAULT=exit:R`` (or ``kill:R``, ``hang:R``) makes
 the child run race round R and then exit with status 3 (be killed by SIGKILL, sleep forever)
-instead of answering, so the parent's handling of a dying agent can be tested.
+instead of answering, so the parent's handling of a dying agent can be tested; with ``open``
+for R (``kill:open``) the child does so on the open request, right after its hello (a runtime
+that breaks while starting).
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ def hello() -> dict[str, Any]:
     }
 
 
+OPEN = -1  # the fault's round for "open"
+
+
 def _fault() -> tuple[str, int] | None:
     text = os.environ.get("MMRACE_AGENT_FAULT", "")
     kind, _, at = text.partition(":")
-    if kind in ("exit", "kill", "hang") and at.isdigit():
-        return kind, int(at)
+    if kind in ("exit", "kill", "hang") and (at.isdigit() or at == "open"):
+        return kind, OPEN if at == "open" else int(at)
     return None
 
 
@@ -246,6 +251,8 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> int:
                     send({"type": "bye"})
                     return 0
                 if kind == "open":
+                    if fault is not None and fault[1] == OPEN:
+                        _inject(fault[0])
                     send(agent.open(request))
                 elif kind == "round":
                     send(agent.round(request, fault))
