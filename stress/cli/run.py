@@ -11,13 +11,14 @@ import argparse
 import json
 import os
 import random
-import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+
+from stress.cli._agent import add_agent_arguments, agent_options
 
 if TYPE_CHECKING:
     import mm
@@ -87,18 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run in a child process, so that a target that kills the process is reported",
     )
-    parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
-    parser.add_argument(
-        "--agent-timeout",
-        default=None,
-        help="agent target: seconds to wait for each answer (default $MMRACE_AGENT_TIMEOUT or 10)",
-    )
-    parser.add_argument(
-        "--agent-startup-timeout",
-        default=None,
-        help="agent target: seconds the agent may take to start "
-        "(default $MMRACE_AGENT_STARTUP_TIMEOUT or 60)",
-    )
+    add_agent_arguments(parser)
     privilege = parser.add_mutually_exclusive_group()
     privilege.add_argument(
         "--privileged",
@@ -204,22 +194,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--call-timeout: only plug-in calls have a deadline of their own")
     if rounds is None and budget is None:
         rounds = 1 if exhaustive else DEFAULT_ROUNDS
-    wrapper: tuple[str, ...] = ()
-    if args.wrapper is not None:
-        try:
-            wrapper = tuple(shlex.split(args.wrapper))
-        except ValueError as exc:
-            raise UsageError(f"--wrapper: {exc}") from None
-        if not wrapper:
-            raise UsageError("--wrapper: empty command")
-        if args.target != "agent":
-            raise UsageError("--wrapper: only the agent target runs a command")
-    timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
-    if timeout is not None and args.target != "agent":
-        raise UsageError("--agent-timeout: only the agent target waits for answers")
-    startup = _number("--agent-startup-timeout", args.agent_startup_timeout, float, 0.001)
-    if startup is not None and args.target != "agent":
-        raise UsageError("--agent-startup-timeout: only the agent target starts a process")
+    agent = agent_options(args)
+    wrapper, timeout, startup = agent["wrapper"], agent["timeout"], agent["startup_timeout"]
     if call_timeout is not None:
         timeout = call_timeout
     params = _params(args.target, args.privileged)

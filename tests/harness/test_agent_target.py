@@ -174,8 +174,8 @@ def test_the_start_up_deadline_is_its_own(
 ) -> None:
     """A tight per-request deadline does not apply to start-up (slow emulators)."""
     monkeypatch.setenv("MMRACE_AGENT_TIMEOUT", "30")
-    code, summary = run(mmrace_run, "--agent-startup-timeout", "120", rounds=3)
-    assert code == 0
+    _code, summary = run(mmrace_run, "--agent-startup-timeout", "120", rounds=3)
+    assert summary["operations"] == 3 * 7  # it started and ran (whether it raced is not asked)
     assert summary["target_info"]["startup_timeout"] == 120
     assert summary["target_info"]["timeout"] == 30
 
