@@ -19,7 +19,8 @@ from stress.errors import CouldNotRun, UsageError
 
 # The subcommands, in the order `mmrace --help` shows them: stress.cli.<name>.
 SUBCOMMANDS = (
-    "run", "replay", "check", "exec", "list", "sweep", "report", "plot", "mutants", "bench",
+    "run", "replay", "check", "exec", "list", "sweep", "conformance", "report", "plot", "mutants",
+    "bench",
 )  # fmt: skip
 
 

@@ -13,4 +13,14 @@ from stress.conformance._run import (
     run_conformance,
 )
 
-__all__ = ["AGREE", "DISAGREE", "FILE", "NOT_RUN", "TEXT", "Matrix", "Row", "run_conformance"]
+__all__ = [
+    "AGREE",
+    "DISAGREE",
+    "FILE",
+    "NOT_RUN",
+    "SKIPPED",
+    "TEXT",
+    "Matrix",
+    "Row",
+    "run_conformance",
+]

@@ -13,7 +13,10 @@ the spec's answer is an atomic probe (OK), the target's the run's strict grading
 (strict) and its compat grading (compat). A run that could not judge is "could not run".
 
 The matrix's verdict, by the one table (`stress.verdict`): a disagreement is VIOLATION (exit 1),
-else a case that could not run is UNKNOWN (exit 3), else OK.
+else a case that could not run is UNKNOWN (exit 3), else OK. A case outside what the target
+protocol can express (LTP17 maps a file; ops on the wire are anonymous) is "n/a", with its
+reason, and judges nothing. A wrong target or wrapper is a `UsageError` (exit 2), as for `run`;
+a runtime that breaks while starting makes its rows "could not run".
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ import trio
 import mm
 import workloads
 from stress.driver import perform
-from stress.errors import CouldNotRun, UsageError
+from stress.errors import CouldNotRun
 from stress.harness import RunConfig, TargetOptions, make_target
 from stress.verdict import Verdict, worst
 
-AGREE, DISAGREE, NOT_RUN = "agree", "disagree", "could not run"
+AGREE, DISAGREE, NOT_RUN, SKIPPED = "agree", "disagree", "could not run", "n/a"
 FILE = "conformance.json"
 TEXT = "conformance.txt"
 
@@ -48,7 +51,7 @@ class Row:
     request: str
     spec: str
     target: str
-    strict: str  # AGREE, DISAGREE or NOT_RUN
+    strict: str  # AGREE, DISAGREE, NOT_RUN or SKIPPED
     compat: str
     reason: str = ""
 
@@ -73,7 +76,8 @@ class Matrix:
     def to_json(self) -> dict[str, Any]:
         counts = {
             mode: {
-                v: sum(getattr(r, mode) == v for r in self.rows) for v in (AGREE, DISAGREE, NOT_RUN)
+                v: sum(getattr(r, mode) == v for r in self.rows)
+                for v in (AGREE, DISAGREE, NOT_RUN, SKIPPED)
             }
             for mode in ("strict", "compat")
         }
@@ -90,7 +94,7 @@ class Matrix:
         """The rows as a fixed-width text table."""
         head = ("case", "spec", "target", "strict", "compat")
         body = [(r.id, r.spec, r.target, r.strict, r.compat) for r in self.rows]
-        widths = [min(max(len(x[i]) for x in [head, *body]), 44) for i in range(5)]
+        widths = [min(max(len(x[i]) for x in [head, *body]), 24 + 40 * (i == 2)) for i in range(5)]
         lines = []
         for cells in [head, *body]:
             lines.append("  ".join(_cut(c, w).ljust(w) for c, w in zip(cells, widths, strict=True)))
@@ -141,7 +145,7 @@ async def _run_arena(
     lo, hi = arena
     try:
         target: Any = make_target(options)
-    except (UsageError, CouldNotRun) as exc:
+    except CouldNotRun as exc:
         return [_not_run(c, str(exc)) for c in cases], {}
     params = target.params
     space = workloads.Space(lo, hi - lo, params.page_size, params.dac_mmap_min_addr)
@@ -149,7 +153,7 @@ async def _run_arena(
     try:
         try:
             await target.open(1, space)
-        except (UsageError, CouldNotRun) as exc:
+        except CouldNotRun as exc:
             return [_not_run(c, str(exc)) for c in cases], dict(target.describe)
         for index, case in enumerate(cases):
             rows.append(await _run_case(target, params, index, case, arena))
@@ -254,7 +258,7 @@ def _run_race(
         target = make_target(options)
         config = RunConfig(workload, name, options, tasks, rounds, None, out)
         summary = perform(config, target, check_timeout=60.0, handle_sigint=False)
-    except (UsageError, CouldNotRun) as exc:
+    except CouldNotRun as exc:
         return Row(case_id, "race", f"race workload {name}", "OK: an atomic probe", "-",
                    NOT_RUN, NOT_RUN, str(exc))  # fmt: skip
     return _race_row(name, case_id, summary)
@@ -290,7 +294,19 @@ def run_conformance(
         by_arena: dict[tuple[int, int], list[workloads.SpecCase]] = {}
         for case in runnable:
             if case.needs:
-                add(_not_run(case, f"needs {case.needs}"))
+                reason = f"needs {case.needs}"
+                add(
+                    Row(
+                        case.id,
+                        case.kind,
+                        case.request,
+                        case.expected,
+                        "-",
+                        SKIPPED,
+                        SKIPPED,
+                        reason,
+                    )
+                )
             else:
                 by_arena.setdefault(case.arena, []).append(case)
         for arena, group in by_arena.items():
