@@ -7,6 +7,7 @@ from stress.conformance._run import (
     DISAGREE,
     FILE,
     NOT_RUN,
+    SKIPPED,
     TEXT,
     Matrix,
     Row,

@@ -227,7 +227,7 @@ def _race_row(name: str, case_id: str, summary: dict[str, Any]) -> Row:
     def seen(mode: str) -> tuple[str, str]:
         part = grading.get(mode) or {}
         outcomes = part.get("outcomes") or []
-        top = max(outcomes, key=lambda o: o.get("count", 0), default={})
+        top: dict[str, Any] = max(outcomes, key=lambda o: o.get("count", 0), default={})
         text = (
             f"{part.get('verdict', 'UNKNOWN')} ({top.get('outcome', '-')} {top.get('grade', '')})"
         )
@@ -290,30 +290,21 @@ def run_conformance(
             on_row(row)
 
     if sequential:
-        runnable = [c for c in cases if c.kind == "sequential"]
         by_arena: dict[tuple[int, int], list[workloads.SpecCase]] = {}
-        for case in runnable:
-            if case.needs:
-                reason = f"needs {case.needs}"
-                add(
-                    Row(
-                        case.id,
-                        case.kind,
-                        case.request,
-                        case.expected,
-                        "-",
-                        SKIPPED,
-                        SKIPPED,
-                        reason,
-                    )
-                )
-            else:
+        for case in cases:
+            if case.kind == "sequential" and not case.needs:
                 by_arena.setdefault(case.arena, []).append(case)
         for arena, group in by_arena.items():
             got, info = trio.run(_run_arena, options, arena, group)
             describe.setdefault("info", info)
             for row in got:
                 add(row)
+        for case in cases:
+            if case.kind == "sequential" and case.needs:
+                why = f"needs {case.needs}"
+                add(
+                    Row(case.id, case.kind, case.request, case.expected, "-", SKIPPED, SKIPPED, why)
+                )
     spec_races = {c.workload: c.id for c in cases if c.kind == "race"}
     names = list(workloads.catalog()) if races is None else list(races)
     for name in names:
