@@ -2,7 +2,8 @@
 
 Each size is a normal run directory DIR/tasks-N (history, summary, report); DIR/sweep.json
 collects one point per size and DIR/plots/ gets throughput.png and contention.png.
-Exit status as for `mmrace run`: 0 all OK, 1 any violation, 3 any run could not judge.
+The agent target takes `--wrapper` and the agent deadlines as `run` does (a new agent per
+size). Exit status as for `mmrace run`: 0 all OK, 1 any violation, 3 any run could not judge.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import random
 import sys
 from pathlib import Path
 from typing import Any
+
+from stress.cli._agent import add_agent_arguments, agent_options
 
 HELP = "run a workload at several task counts and plot scaling"
 DEFAULT_TASKS = "1,2,4,8,16,32,64"
@@ -33,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler", default="random", help="model target: random (default), pct or trio"
     )
+    add_agent_arguments(parser)
     parser.add_argument("--check-timeout", default="60", help="seconds per check (default 60)")
     parser.add_argument("--no-reports", action="store_true", help="no report.html per size")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory")
@@ -76,7 +80,9 @@ def run_size(
     from stress.report import load_run, write_report
 
     workload = load_workload(args.workload)
-    options = TargetOptions(spec=args.target, seed=seed, scheduler=args.scheduler)
+    options = TargetOptions(
+        spec=args.target, seed=seed, scheduler=args.scheduler, **agent_options(args)
+    )
     try:
         target = make_target(options)
     except ValueError as exc:
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from stress.verdict import Verdict, worst
 
     sizes = parse_tasks(args.tasks)
+    agent_options(args)  # bad agent flags fail before the first size runs
     rounds = _positive("--rounds", args.rounds, int)
     _positive("--check-timeout", args.check_timeout, float)
     if args.scheduler not in SCHEDULERS:
