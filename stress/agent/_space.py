@@ -19,7 +19,6 @@ import bisect
 import ctypes
 import gzip
 import os
-import platform
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -114,7 +113,7 @@ def _read_int(path: str, default: int) -> int:
 def _lsm_min_addr(dac: int) -> int:
     """CONFIG_LSM_MMAP_MIN_ADDR: the kernel config, else a probe (a non-fixed page hinted at
     0x1000 lands at the effective floor when that page is free), else 65536."""
-    for path in (f"/boot/config-{platform.release()}", "/proc/config.gz"):
+    for path in (f"/boot/config-{os.uname().release}", "/proc/config.gz"):
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -163,7 +162,7 @@ def host_params() -> dict[str, Any]:
 
 def _guard_task_size() -> int:
     """TASK_SIZE the fence may rely on: 2^47 - 4096 on x86-64 without la57, else 2^57."""
-    if platform.machine() == "x86_64":
+    if os.uname().machine == "x86_64":
         try:
             with open("/proc/cpuinfo") as f:
                 if " la57" not in f.read():
