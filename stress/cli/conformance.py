@@ -1,6 +1,7 @@
 """`mmrace conformance [--target T] [--wrapper CMD]`: the spec's public cases and the race
 workloads against a target, one row per case (the spec's answer, the target's, agree or not,
-strict and compat); DIR/conformance.json and conformance.txt, each race run in DIR/races/NAME.
+strict and compat); DIR/conformance.json, conformance.txt and report.html, each race run in
+DIR/races/NAME.
 Exit status by the one verdict table: 0 all agree, 1 a disagreement, 3 a case could not run.
 """
 
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=None, help="directory (default mmrace-runs/...)"
     )
     parser.add_argument("--json", action="store_true", help="print conformance.json")
+    parser.add_argument("--no-report", action="store_true", help="no report.html")
 
 
 def _count(flag: str, text: str) -> int:
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     matrix = run_conformance(
         options, out, races=races, tasks=tasks, rounds=rounds, sequential=not args.no_cases,
-        on_row=None if args.json else show,
+        on_row=None if args.json else show, report=not args.no_report,
     )  # fmt: skip
     if args.json:
         print(json.dumps(matrix.to_json(), indent=1))

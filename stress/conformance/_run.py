@@ -35,6 +35,7 @@ import workloads
 from stress.driver import perform
 from stress.errors import CouldNotRun
 from stress.harness import RunConfig, TargetOptions, make_target
+from stress.report import write_conformance_report
 from stress.verdict import Verdict, worst
 
 AGREE, DISAGREE, NOT_RUN, SKIPPED = "agree", "disagree", "could not run", "n/a"
@@ -276,9 +277,11 @@ def run_conformance(
     rounds: int = 20,
     sequential: bool = True,
     on_row: Callable[[Row], None] | None = None,
+    report: bool = True,
 ) -> Matrix:
-    """Run the matrix (see the module docstring) into `out`: conformance.json and .txt, and
-    each race run in out/races/NAME. `races`: workload names (None: the whole catalog)."""
+    """Run the matrix (see the module docstring) into `out`: conformance.json and .txt, the
+    page report.html (unless not `report`), and each race run in out/races/NAME. `races`:
+    workload names (None: the whole catalog)."""
     out.mkdir(parents=True, exist_ok=True)
     cases = workloads.spec_cases()
     rows: list[Row] = []
@@ -318,4 +321,6 @@ def run_conformance(
     matrix = Matrix(describe, tuple(rows))
     (out / FILE).write_text(json.dumps(matrix.to_json(), indent=1) + "\n", encoding="utf-8")
     (out / TEXT).write_text(matrix.table() + "\n", encoding="utf-8")
+    if report:
+        write_conformance_report(out, matrix.to_json())
     return matrix

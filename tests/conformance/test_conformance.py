@@ -45,6 +45,10 @@ def test_the_kernel_agrees_with_every_case(
     assert (out / "races" / "same-page" / "summary.json").is_file()
     printed = capsys.readouterr().out
     assert "verdict  OK" in printed and (out / "conformance.txt").read_text() in printed + "\n"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "mmrace conformance: kernel" in page and page.count(
+        '<span class="badge OK">agree'
+    ) == 2 * (len(rows) - 1)
 
 
 def test_strict_and_compat_readings_of_a_moved_probe() -> None:
@@ -71,6 +75,7 @@ def test_qemu_before_8_1_disagrees_where_it_treats_the_flag_as_a_hint(tmp_path: 
     assert main([*argv, "--rounds", "4", "--out", str(out)]) == 1
     rows = matrix(out)
     assert (rows["KS3"]["strict"], rows["KS3"]["compat"]) == (DISAGREE, AGREE)
+    assert '<tr class="conflict"><td>KS3</td>' in (out / "report.html").read_text(encoding="utf-8")
     assert rows["KS3"]["target"].startswith("0x")  # an address, not EEXIST
     assert (rows["RACE1"]["strict"], rows["RACE1"]["compat"]) == (DISAGREE, AGREE)
     assert rows["KS1"]["strict"] == AGREE  # a free range is still mapped where asked
