@@ -339,6 +339,15 @@ KNOWN = [
         _PROGRAM_ORDER,
     ),
     _known(
+        "program-order-same-call-stamp",  # the call that returned at its own stamp came first
+        [
+            Call(0, _nr(B + P), -mm.EEXIST, 18, 21),
+            Call(0, _WRAP, B + P, 18, 18),
+        ],
+        False,
+        _PROGRAM_ORDER,
+    ),
+    _known(
         "hint-wrap-time-cut-false-ok",
         [
             Call(0, _WRAP, B, 0, 1),
