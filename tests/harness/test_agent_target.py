@@ -225,3 +225,17 @@ def test_a_wrapper_that_prints_its_usage_is_a_usage_error(
     assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "exited with status 125 without a hello" in err[0], err
+
+
+def test_a_wrapper_that_is_not_executable_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "sandbox"
+    script.write_text('#!/bin/sh\nexec "$@"\n')
+    script.chmod(0o644)
+    argv = ["run", "--target", "agent", "--wrapper", str(script), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"mmrace run: error: --wrapper {script}: cannot start '{script}': not executable"
+    ]
