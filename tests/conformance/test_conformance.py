@@ -106,3 +106,18 @@ def test_bad_input_is_one_line_and_exit_2(
     assert main(full) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+QEMU10 = Path("/opt/qemu10/usr/bin/qemu-x86_64")
+
+
+@pytest.mark.skipif(
+    not QEMU10.is_file(), reason=f"{QEMU10} absent (.ci/qemu unpacks qemu-user from backports)"
+)
+def test_qemu_10_agrees_with_every_case(tmp_path: Path) -> None:
+    out = tmp_path / "conf"
+    argv = ["conformance", "--target", "agent", "--wrapper", str(QEMU10), "--races", "same-page"]
+    assert main([*argv, "--rounds", "8", "--out", str(out)]) == 0
+    rows = matrix(out)
+    assert {r["strict"] for r in rows.values()} == {AGREE, SKIPPED}
+    assert rows["KS3"]["target"] == "EEXIST" and rows["GV4"]["target"] == "EEXIST"
