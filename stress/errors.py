@@ -68,3 +68,25 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 def a(word: str) -> str:
     """``a("agent")`` -> "an agent", ``a("model")`` -> "a model"."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+class CouldNotRun(Exception):
+    """The run could not judge (a runtime that broke while starting, ...): the CLI prints the
+    message on one line and exits with the UNKNOWN code of `stress.verdict` (3)."""
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A positive number of seconds from environment variable `name` (else `default`); a bad
+    value is a `UsageError` naming the variable and its value."""
+    import os
+
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name}={text}: not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{name}={text}: must be a positive, finite number of seconds")
+    return value

@@ -30,6 +30,7 @@ from workloads._model import (
     fact_names,
     format_span,
 )
+from workloads._spec_cases import OTHER, SpecCase, spec_cases
 from workloads._toml import load_toml, parse_toml
 
 __all__ = [
@@ -41,12 +42,14 @@ __all__ = [
     "FORBIDDEN",
     "GRADE_VERDICTS",
     "INTERESTING",
+    "OTHER",
     "PROBE_LABEL",
     "Boundary",
     "Grade",
     "OpTemplate",
     "RoundPlan",
     "Space",
+    "SpecCase",
     "Workload",
     "catalog",
     "check_workload",
@@ -56,6 +59,7 @@ __all__ = [
     "get",
     "load_toml",
     "parse_toml",
+    "spec_cases",
 ]
 
 

@@ -6,6 +6,24 @@ in-process kernel and plug-in targets); `_child` is the child's side of the JSON
 emulators and sandboxes.
 """
 
-from stress.agent._worker import GATES, Call, Record, WorkerError, WorkerPool, op_args, overlap
+from stress.agent._worker import (
+    GATES,
+    Call,
+    Record,
+    WorkerError,
+    WorkerPool,
+    op_args,
+    overlap,
+    spans_overlap,
+)
 
-__all__ = ["GATES", "Call", "Record", "WorkerError", "WorkerPool", "op_args", "overlap"]
+__all__ = [
+    "GATES",
+    "Call",
+    "Record",
+    "WorkerError",
+    "WorkerPool",
+    "op_args",
+    "overlap",
+    "spans_overlap",
+]

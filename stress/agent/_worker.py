@@ -255,3 +255,22 @@ def overlap(records: Sequence[Sequence[Record]]) -> int:
         live += step
         best = max(best, live)
     return best
+
+
+def spans_overlap(raw: Sequence[Sequence[Record]]) -> bool:
+    """Did the round really race? `stress.harness._target.really_raced` on the worker buffers:
+    each task's span runs from its first call to its last return (calls run in order, a pending
+    one is last and never ends); raced when at least two tasks ran and all spans share an
+    instant."""
+    ran = 0
+    latest_start = 0
+    earliest_end: int | None = None
+    for got in raw:
+        if got:
+            ran += 1
+            start, end = got[0][1], got[-1][2]
+            if ran == 1 or start > latest_start:
+                latest_start = start
+            if end is not None and (earliest_end is None or end < earliest_end):
+                earliest_end = end
+    return ran >= 2 and (earliest_end is None or latest_start < earliest_end)

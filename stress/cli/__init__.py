@@ -3,7 +3,8 @@
 Each subcommand lives in `stress.cli.<name>` and offers `HELP` (one line),
 `add_arguments(parser)` and `run(args) -> int`. The modules import their heavy dependencies
 inside `run`, so building the parser (and `mmrace --help`) stays fast. A `UsageError` becomes
-one line on stderr and exit code 2, never a traceback.
+one line on stderr and exit code 2, never a traceback; a `CouldNotRun` (a runtime that broke
+while starting) one line and the UNKNOWN exit code, 3.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from stress.errors import UsageError, interruption
+from stress.errors import CouldNotRun, UsageError, interruption
 from stress.verdict import EXIT_CODES, Verdict
 
 # The subcommands, in the order `mmrace --help` shows them: stress.cli.<name>.
 SUBCOMMANDS = (
-    "run", "replay", "check", "exec", "list", "sweep", "report", "plot", "mutants", "bench",
+    "run", "replay", "check", "exec", "list", "sweep", "conformance", "report", "plot", "mutants",
+    "bench",
 )  # fmt: skip
 # Commands that give no verdict: Ctrl-C ends them with the shell's 130.
 NOT_JUDGING = ("list", "plot", "bench")
@@ -69,6 +71,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except UsageError as exc:
         print(f"mmrace {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except CouldNotRun as exc:
+        print(f"mmrace {args.command}: UNKNOWN: {exc}", file=sys.stderr)
+        return EXIT_CODES[Verdict.UNKNOWN]
     except KeyboardInterrupt:
         # the judging commands judge what they have where they can; this one had nothing
         if args.command in NOT_JUDGING:

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import random
-import shlex
 import signal
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from stress.cli._agent import add_agent_arguments, agent_options
 
 if TYPE_CHECKING:
     import mm
@@ -93,26 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run in a child process, so that a target that kills the process is reported",
     )
-    parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
-    parser.add_argument(
-        "--engine",
-        default=None,
-        choices=("native", "python"),
-        help="kernel target: race with the C racer (native, default; built on first use, the "
-        "Python engine when no C compiler is found) or with Python threads",
-    )
-    parser.add_argument(
-        "--agent",
-        default=None,
-        choices=("python", "native"),
-        help="agent target: the child is `python -m stress.agent` (python, default) or the "
-        "static C agent (native, built on first use; for runtimes without Python)",
-    )
-    parser.add_argument(
-        "--agent-timeout",
-        default=None,
-        help="agent target: seconds to wait for each answer (default $MMRACE_AGENT_TIMEOUT or 10)",
-    )
+    add_agent_arguments(parser)
     privilege = parser.add_mutually_exclusive_group()
     privilege.add_argument(
         "--privileged",
@@ -231,23 +213,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--call-timeout: only plug-in calls have a deadline of their own")
     if rounds is None and budget is None:
         rounds = 1 if exhaustive else DEFAULT_ROUNDS
-    wrapper: tuple[str, ...] = ()
-    if args.wrapper is not None:
-        try:
-            wrapper = tuple(shlex.split(args.wrapper))
-        except ValueError as exc:
-            raise UsageError(f"--wrapper: {exc}") from None
-        if not wrapper:
-            raise UsageError("--wrapper: empty command")
-        if args.target != "agent":
-            raise UsageError("--wrapper: only the agent target runs a command")
-    if args.engine is not None and args.target != "kernel":
-        raise UsageError("--engine: only the kernel target has engines (native or python)")
-    if args.agent is not None and args.target != "agent":
-        raise UsageError("--agent: only with --target agent")
-    timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
-    if timeout is not None and args.target != "agent":
-        raise UsageError("--agent-timeout: only the agent target waits for answers")
+    agent = agent_options(args)
+    wrapper, timeout, startup = agent["wrapper"], agent["timeout"], agent["startup_timeout"]
     if call_timeout is not None:
         timeout = call_timeout
     params = _params(args.target, args.privileged)
@@ -273,11 +240,12 @@ def run(args: argparse.Namespace) -> int:
         noise=not args.no_noise,
         params=params,
         timeout=None if timeout is None else float(timeout),
+        startup_timeout=None if startup is None else float(startup),
         preemptions=int(DEFAULT_PREEMPTIONS if preemptions is None else preemptions),
         max_schedules=int(DEFAULT_MAX_SCHEDULES if max_schedules is None else max_schedules),
         granularity=args.granularity or "line",
-        engine=args.engine or "native",
-        agent=args.agent or "python",
+        engine=agent["engine"],
+        agent=agent["agent"],
     )
     try:
         target = make_target(options)

@@ -4,7 +4,9 @@ Each size is a normal run directory DIR/tasks-N (history, summary, report; with 
 K of them: DIR/tasks-N-rI); DIR/sweep.json collects one point per size (the repeats added up,
 with each repeat's latency percentiles), DIR/plots/ gets throughput.png, contention.png and
 latency-percentiles.png, and DIR/sweep.html shows them with a table of the sizes.
-Exit status as for `mmrace run`: 0 all OK, 1 any violation, 3 any run could not judge.
+The real targets take `--wrapper`, `--engine`, `--agent` and the agent deadlines as `run`
+does (a new agent per size). Exit status as for `mmrace run`: 0 all OK, 1 any violation, 3
+any run could not judge.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from stress.cli._agent import add_agent_arguments, agent_options
 
 HELP = "run a workload at several task counts and plot scaling"
 DEFAULT_TASKS = "1,2,4,8,16,32,64"
@@ -36,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scheduler", default="random", help="model target: random (default), pct or trio"
     )
+    add_agent_arguments(parser)
     parser.add_argument("--check-timeout", default="60", help="seconds per check (default 60)")
     parser.add_argument(
         "--repeats", default="1", help="runs per task count (default 1; seeds seed, seed+1, ...)"
@@ -89,7 +94,9 @@ def run_size(
     from stress.report import load_run, write_report
 
     workload = load_workload(args.workload)
-    options = TargetOptions(spec=args.target, seed=seed, scheduler=args.scheduler)
+    options = TargetOptions(
+        spec=args.target, seed=seed, scheduler=args.scheduler, **agent_options(args)
+    )
     try:
         target = make_target(options)
     except ValueError as exc:
@@ -159,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     from stress.verdict import Verdict, worst
 
     sizes = parse_tasks(args.tasks)
+    agent_options(args)  # bad agent flags fail before the first size runs
     rounds = _positive("--rounds", args.rounds, int)
     repeats = _positive("--repeats", args.repeats, int)
     _positive("--check-timeout", args.check_timeout, float)

@@ -10,6 +10,13 @@ runtimes that cannot run Python: ``qemu-x86_64 ~/.cache/mmrace/<hash>/mmrace-age
 The parent speaks JSON Lines over the child's stdin/stdout (docs/targets.md has the protocol):
 hello, open, one request per serial batch or race, bye. Stamps are the child's monotonic ns.
 
+Start-up has a deadline of its own (`startup_timeout`, else `TargetOptions.startup_timeout`
+(`--agent-startup-timeout`), else $MMRACE_AGENT_STARTUP_TIMEOUT, else 60 s: an emulator may
+take long to start CPython): the hello probe, and the hello and "ready" of `open`. A wrapper
+that is wrong (not found, not executable, exits without a hello, e.g. with a usage message)
+is a `UsageError` (exit 2); a runtime that breaks while starting (killed by a signal, no hello
+within the deadline, dies after its hello) is `CouldNotRun` (UNKNOWN, exit 3).
+
 Where it yields: only while sending a request and while waiting for its answer, under a
 per-request deadline (`timeout`, else `TargetOptions.timeout` (`--agent-timeout`), else
 $MMRACE_AGENT_TIMEOUT, else 10 s). A child that dies
@@ -37,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Any
 import trio
 
 import mm
-from stress.errors import UsageError
+from stress.errors import CouldNotRun, UsageError, seconds_from_env
 from stress.harness._native import NativeUnavailable
 from stress.harness._native import build as build_native
 from stress.harness._target import RaceOutcome, TargetOptions, really_raced
@@ -48,6 +55,9 @@ if TYPE_CHECKING:
 
 PROTOCOL = 1
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_STARTUP_TIMEOUT = 60.0
+TIMEOUT_ENV = "MMRACE_AGENT_TIMEOUT"
+STARTUP_TIMEOUT_ENV = "MMRACE_AGENT_STARTUP_TIMEOUT"
 PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -115,20 +125,6 @@ class AgentDied(Exception):
     """The child is gone (or was killed); the message says how."""
 
 
-def _env_seconds(name: str, default: float) -> float:
-    """A number of seconds from the environment; a bad value is a UsageError naming it."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name}={raw}: not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"{name}={raw}: must be a positive, finite number of seconds")
-    return value
-
-
 class AgentTarget:
     """Races run by `python -m stress.agent` in a child process (see the module docstring)."""
 
@@ -140,6 +136,7 @@ class AgentTarget:
         options: TargetOptions | None = None,
         *,
         timeout: float | None = None,
+        startup_timeout: float | None = None,
         gate: str = "barrier",
         regions: Iterable[tuple[int, int]] = (),
         env: dict[str, str] | None = None,
@@ -158,8 +155,13 @@ class AgentTarget:
         if timeout is None:
             timeout = options.timeout
         if timeout is None:
-            timeout = _env_seconds("MMRACE_AGENT_TIMEOUT", DEFAULT_TIMEOUT)
+            timeout = seconds_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT)
         self.timeout = timeout
+        if startup_timeout is None:
+            startup_timeout = options.startup_timeout
+        if startup_timeout is None:
+            startup_timeout = seconds_from_env(STARTUP_TIMEOUT_ENV, DEFAULT_STARTUP_TIMEOUT)
+        self.startup_timeout = startup_timeout
         self.gate = gate
         self.env = env if env is not None else child_env()
         self._declared = list(regions)
@@ -174,9 +176,10 @@ class AgentTarget:
         self.params = options.params if options.params is not None else self._params(info)
         self.describe: dict[str, Any] = {
             "wrapper": shlex.join(self.wrapper),
-            "agent": {k: info.get(k) for k in ("uname", "python", "executable")}
+            "agent": {k: info.get(k) for k in ("uname", "python", "executable", "engine")}
             | {"kind": self.kind},
             "timeout": self.timeout,
+            "startup_timeout": self.startup_timeout,
             "gate": gate,
         }
 
@@ -200,7 +203,7 @@ class AgentTarget:
         argv = self._command("--hello")
         try:
             done = subprocess.run(
-                argv, capture_output=True, timeout=self.timeout, env=self.env, check=False
+                argv, capture_output=True, timeout=self.startup_timeout, env=self.env, check=False
             )
         except FileNotFoundError:
             raise UsageError(f"{self._place()}: cannot start {argv[0]!r}: not found") from None
@@ -209,8 +212,9 @@ class AgentTarget:
         except OSError as exc:
             raise UsageError(f"{self._place()}: cannot start {argv[0]!r}: {exc}") from None
         except subprocess.TimeoutExpired:
-            raise UsageError(
-                f"{self._place()}: the agent sent no hello within {self.timeout:g} s"
+            raise CouldNotRun(
+                f"{self._place()}: the agent sent no hello within {self.startup_timeout:g} s "
+                f"(--agent-startup-timeout, ${STARTUP_TIMEOUT_ENV})"
             ) from None
         line = done.stdout.decode(errors="replace").strip().splitlines()
         try:
@@ -220,7 +224,9 @@ class AgentTarget:
         if not isinstance(info, dict) or info.get("type") != "hello":
             err = done.stderr.decode(errors="replace").strip().splitlines()
             why = err[-1][:300] if err else "no output"
-            raise UsageError(
+            # a signal: the runtime broke; an exit status: the wrapper is wrong (usage, ...)
+            error = CouldNotRun if done.returncode < 0 else UsageError
+            raise error(
                 f"{self._place()}: the agent {describe_exit(done.returncode)} without a hello "
                 f"({why})"
             )
@@ -253,7 +259,7 @@ class AgentTarget:
         assert self._proc.stdout is not None
         self._lines = _Lines(self._proc.stdout)
         try:
-            first = await self._receive()
+            first = await self._receive(self.startup_timeout)
             if first.get("type") != "hello":
                 raise AgentDied(f"sent {first.get('type')!r} instead of hello")
             self.describe["agent"]["pid"] = first.get("pid")
@@ -264,10 +270,13 @@ class AgentTarget:
                     "space": {"base": space.base, "size": space.size, "page_size": space.page_size},
                     "regions": [list(r) for r in self._declared],
                     "gate": self.gate,
-                }
+                },
+                self.startup_timeout,
             )
         except AgentDied as exc:
-            raise UsageError(f"{self._place()}: the agent {exc}") from None
+            raise CouldNotRun(
+                f"{self._place()}: the agent broke while starting: it {exc}"
+            ) from None
         if ready.get("type") != "ready":
             await self._kill()
             raise UsageError(f"{self._place()}: the agent could not start: {ready.get('message')}")
@@ -339,7 +348,9 @@ class AgentTarget:
 
     # --- the wire --------------------------------------------------------------------------
 
-    async def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _exchange(
+        self, message: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send one request and wait for its answer (kill the child on any failure)."""
         proc = self._proc
         assert proc is not None and proc.stdin is not None
@@ -347,20 +358,22 @@ class AgentTarget:
         # a dead child cannot read: the read below finds out how it died
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await proc.stdin.send_all(line)
-        return await self._receive()
+        return await self._receive(timeout)
 
-    async def _receive(self) -> dict[str, Any]:
+    async def _receive(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next message, within `timeout` (default: the per-request deadline)."""
         assert self._lines is not None
+        timeout = self.timeout if timeout is None else timeout
         line: bytes | None = b""
         try:
-            with trio.move_on_after(self.timeout) as scope:
+            with trio.move_on_after(timeout) as scope:
                 line = await self._lines.readline()
         except BaseException:
             await self._kill()  # cancelled (or worse) mid-request: the child's state is unknown
             raise
         if scope.cancelled_caught:
             await self._kill()
-            raise AgentDied(f"sent no answer within {self.timeout:g} s (killed)")
+            raise AgentDied(f"sent no answer within {timeout:g} s (killed)")
         if line is None:
             raise AgentDied(await self._how_it_ended())
         try:

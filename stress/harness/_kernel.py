@@ -58,7 +58,7 @@ import trio
 import mm
 from mm import kernel as k
 from stress.agent import Call as WorkerCall
-from stress.agent import Record, WorkerError, WorkerPool
+from stress.agent import Record, WorkerError, WorkerPool, spans_overlap
 from stress.errors import UsageError
 from stress.harness._fenced import FencedSpace as _FencedSpace
 from stress.harness._fenced import gaps, insert_range, merge_ranges
@@ -234,7 +234,7 @@ class KernelTarget:
         self._note_created(records)
         content = self._read_back(round_index)
         await self._pause()
-        return RaceOutcome(records, problems, _really_raced(raw), content)
+        return RaceOutcome(records, problems, spans_overlap(raw), content)
 
     async def _race_native(
         self, round_index: int, plans: Sequence[Sequence[mm.Op]], encoded: list[list[bytes]]
@@ -259,7 +259,7 @@ class KernelTarget:
             return RaceOutcome(records, [*problems, self.dead], False)
         content = self._read_back(round_index)
         await self._pause()
-        return RaceOutcome(records, problems, _really_raced(raw), content)
+        return RaceOutcome(records, problems, spans_overlap(raw), content)
 
     def _encode(self, plans: Sequence[Sequence[mm.Op]]) -> list[list[bytes]] | None:
         """The plans as the native racer reads them, each op fenced first (`_bind`); None when
@@ -537,24 +537,6 @@ def _records(
         for task, plan in enumerate(plans)
         for op, (result, call, ret) in zip(plan, raw[task])  # noqa: B905
     ]
-
-
-def _really_raced(raw: Sequence[Sequence[Record]]) -> bool:
-    """`stress.harness._target.really_raced` on the worker buffers: each task's span runs from
-    its first call to its last return (calls run in order, a pending one is last and never
-    ends); the round raced when at least two tasks ran and all spans share an instant."""
-    ran = 0
-    latest_start = 0
-    earliest_end: int | None = None
-    for got in raw:
-        if got:
-            ran += 1
-            start, end = got[0][1], got[-1][2]
-            if ran == 1 or start > latest_start:
-                latest_start = start
-            if end is not None and (earliest_end is None or end < earliest_end):
-                earliest_end = end
-    return ran >= 2 and (earliest_end is None or latest_start < earliest_end)
 
 
 def _uname() -> tuple[str, ...]:

@@ -67,6 +67,8 @@ class TargetOptions:
     engine with a note when it cannot be built) or "python" (`stress.agent.WorkerPool`).
     `agent`: the agent target's child, "python" (``python -m stress.agent``) or "native" (the
     static C agent, `native/agent.c`).
+    `startup_timeout`: seconds the agent may take to start and say hello (slow emulators);
+    None: $MMRACE_AGENT_STARTUP_TIMEOUT, else 60.
     """
 
     spec: str = "model"
@@ -79,6 +81,7 @@ class TargetOptions:
     noise: bool = True
     schedule: tuple[int, ...] | None = None
     timeout: float | None = None
+    startup_timeout: float | None = None
     preemptions: int = 2
     max_schedules: int = 10_000
     granularity: str = "line"

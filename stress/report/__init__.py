@@ -2,10 +2,12 @@
 
 It reads what the earlier stages wrote (summary.json, run.json; sweep.json and mutants.json) and
 never re-judges: `load_run` builds the `RunView`, `write_report` the page and its plots,
-`write_junit` the XML, `format_summary` the text `mmrace run` prints. `warm_up` starts the
-plot workers early (they import matplotlib while the caller does something else).
+`write_junit` the XML, `format_summary` the text `mmrace run` prints, `warm_up` starts the
+plot workers early (they import matplotlib while the caller does something else),
+`write_conformance_report` the page of a conformance matrix.
 """
 
+from stress.report._conformance import render_conformance_html, write_conformance_report
 from stress.report._files import (
     MUTANTS_FILE,
     SWEEP_FILE,
@@ -36,11 +38,13 @@ __all__ = [
     "load_sweep",
     "mutants_to_json",
     "read_json",
+    "render_conformance_html",
     "render_html",
     "render_plots",
     "sweep_html",
     "sweep_to_json",
     "warm_up",
+    "write_conformance_report",
     "write_junit",
     "write_report",
     "write_sweep_report",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,28 @@ def test_sweep_repeats_and_its_html_page(tmp_path: Path) -> None:
     assert parser.rows == 3 and parser.images == 3  # a header and a row per size; 3 plots
     assert 'href="tasks-3-r2/"' in page and "p99 (median, min–max)" in page
     assert "http" not in page
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the agent target needs Linux")
+def test_sweep_runs_the_agent_under_a_wrapper(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    argv = ["sweep", "same-page", "--target", "agent", "--wrapper", "env MMRACE_SWEEP=1"]
+    code = main([*argv, "--tasks", "2,3", "--rounds", "4", "--seed", "3", "--out", str(out),
+                 "--no-reports", "--agent-startup-timeout", "120"])  # fmt: skip
+    assert code in (0, 3)  # OK, or UNKNOWN if a loaded machine kept the calls from overlapping
+    for tasks in (2, 3):
+        summary = json.loads((out / f"tasks-{tasks}" / "summary.json").read_text())
+        assert summary["target_info"]["wrapper"] == "env MMRACE_SWEEP=1"
+        assert summary["target_info"]["startup_timeout"] == 120
+        assert summary["verdict"] != "VIOLATION"
+
+
+def test_sweep_wrapper_is_for_the_agent_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sweep", "same-page", "--tasks", "1", "--wrapper", "qemu-x86_64"]
+    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mmrace sweep: error: --wrapper: only the agent target runs a command"
+    )

@@ -167,3 +167,105 @@ def test_native_agent_reports_interference(
     [problem] = summary["problems"]
     assert problem.startswith("interference: [0x10003ffff000, 0x100040000000)")
     assert problem.endswith("is mapped inside the arena but this run never mapped it")
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "message"),
+    [
+        (
+            "MMRACE_AGENT_STARTUP_TIMEOUT",
+            None,
+            "MMRACE_AGENT_STARTUP_TIMEOUT=soon: not a number of seconds",
+        ),
+        ("MMRACE_AGENT_TIMEOUT", None, "MMRACE_AGENT_TIMEOUT=soon: not a number of seconds"),
+        (None, "--agent-startup-timeout", "--agent-startup-timeout: must be at least 0.001"),
+    ],
+)
+def test_bad_deadlines_are_one_line_usage_errors(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    env: str | None,
+    flag: str | None,
+    message: str,
+) -> None:
+    argv = ["run", "--target", "agent", "--out", str(tmp_path / "run"), "--no-progress"]
+    if env is not None:
+        monkeypatch.setenv(env, "soon")
+    if flag is not None:
+        argv += [flag, "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_the_start_up_deadline_is_its_own(
+    tmp_path: Path, mmrace_run: Callable[..., RunResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tight per-request deadline does not apply to start-up (slow emulators)."""
+    monkeypatch.setenv("MMRACE_AGENT_TIMEOUT", "30")
+    _code, summary = run(mmrace_run, "python", "--agent-startup-timeout", "120", rounds=3)
+    assert summary["operations"] == 3 * 7  # it started and ran (whether it raced is not asked)
+    assert summary["target_info"]["startup_timeout"] == 120
+    assert summary["target_info"]["timeout"] == 30
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "startup", "message"),
+    [
+        # killed by a signal before its hello: the runtime broke
+        ("sh -c 'kill -SEGV $$'", "60", "was killed by signal 11 (SIGSEGV) without a hello"),
+        # never says hello: too slow or wedged
+        ("sh -c 'exec sleep 60'", "1", "the agent sent no hello within 1 s"),
+    ],
+)
+def test_a_runtime_that_breaks_at_start_is_unknown(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    wrapper: str,
+    startup: str,
+    message: str,
+) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--target", "agent", "--wrapper", wrapper, "--out", str(out), "--no-progress"]
+    assert main([*argv, "--agent-startup-timeout", startup]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mmrace run: UNKNOWN: --wrapper "), err
+    assert message in err[0]
+
+
+def test_a_runtime_that_dies_after_its_hello_is_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MMRACE_AGENT_FAULT", "kill:open")
+    out = tmp_path / "run"
+    assert main(["run", "--target", "agent", "--out", str(out), "--no-progress"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "mmrace run: UNKNOWN: --target agent: the agent broke while starting: it was killed by "
+        "signal 9 (SIGKILL)"
+    )
+
+
+def test_a_wrapper_that_prints_its_usage_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--target", "agent", "--wrapper", "env --no-such-option", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exited with status 125 without a hello" in err[0], err
+
+
+def test_a_wrapper_that_is_not_executable_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "sandbox"
+    script.write_text('#!/bin/sh\nexec "$@"\n')
+    script.chmod(0o644)
+    argv = ["run", "--target", "agent", "--wrapper", str(script), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"mmrace run: error: --wrapper {script}: cannot start '{script}': not executable"
+    ]

@@ -115,7 +115,9 @@ def test_the_maps_file_gives_the_same_answers_as_procmap_query(tmp_path: Path) -
 def test_the_agent_carries_the_findings_through_its_protocol(tmp_path: Path) -> None:
     target = AgentTarget(TargetOptions(spec="agent", seed=3))
     summary = run(tmp_path / "agent", "mixed", target, rounds=3)
-    assert summary["verdict"] == "OK", summary["reasons"]
+    # OK; on a loaded machine 3 rounds may not overlap (UNKNOWN for that reason alone)
+    unraced = all(r.startswith("no round really raced") for r in summary["reasons"])
+    assert summary["verdict"] == "OK" or (summary["verdict"] == "UNKNOWN" and unraced), summary
     contents = [r["content"] for r in round_records(tmp_path / "agent").values()]
     assert contents == [{"checked": 2, "changed": []}] * 3
 

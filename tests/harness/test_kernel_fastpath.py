@@ -20,11 +20,10 @@ pytestmark = [
 
 if sys.platform.startswith("linux"):
     from mm import kernel as k
-    from stress.agent._worker import Record
+    from stress.agent import Record, spans_overlap
     from stress.harness._kernel import (
         PROBE_LIMIT,
         KernelTarget,
-        _really_raced,
         _records,
         merge_ranges,
     )
@@ -127,7 +126,7 @@ async def test_fenced_ops_are_cached_but_refusals_are_not() -> None:
 )
 def test_fast_really_raced_matches_the_definition(raw: list[list[Record]]) -> None:
     plans = [[mm.Op.munmap(B, P)] * len(task) for task in raw]
-    assert _really_raced(raw) == really_raced(_records(0, plans, raw))
+    assert spans_overlap(raw) == really_raced(_records(0, plans, raw))
 
 
 @pytest.mark.parametrize("seed", range(20))
