@@ -9,6 +9,7 @@ backwards (the harness never grades, the report never re-judges).
 
 from __future__ import annotations
 
+import gc
 import json
 import shlex
 import shutil
@@ -457,17 +458,164 @@ class CheckedFile:
 
 
 def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
-    """Judge any history file (streamed in; malformed input is a UsageError naming the line)."""
+    """Judge any history file as a stream, in memory bounded by its largest segment (malformed
+    input is a UsageError naming the line; a truncated file is judged up to its last complete
+    segment, UNKNOWN for the rest). A file whose lines are too far out of call order to be cut
+    as a stream is checked whole."""
+    header, reader = read_history(path)
+    reader.allow_torn = True
+    try:
+        return judge_stream(header, reader, timeout, minimize=minimize).checked
+    except checker.OutOfOrder:
+        reader.handle.close()
+    return check_whole_file(path, timeout, minimize=minimize)
+
+
+def check_whole_file(
+    path: Path | str, timeout: float | None, *, minimize: bool = True
+) -> CheckedFile:
+    """Judge a history file read whole into memory (lines in any order)."""
     header, reader = read_history(path)
     params = checker.params_of(header)
     events, rounds = checker.to_events(reader)
     result = checker.check_events(params, events, rounds, timeout=timeout)
+    return _finished(header, params, result, timeout, minimize)
+
+
+def _finished(
+    header: Header,
+    params: mm.Params,
+    result: checker.CheckResult,
+    timeout: float | None,
+    minimize: bool,
+) -> CheckedFile:
     model = checker.MmModel(params)
     original = None
     if result.counterexample is not None and minimize and result.verdict is Verdict.VIOLATION:
         original = len(result.counterexample.events)
         result = checker.minimized(model, result, timeout)
     return CheckedFile(header, model, result, original)
+
+
+# --- judging a history as a stream -----------------------------------------------------------
+
+POINT_EVERY = 4096  # a file without round records: look for cuts every this many calls
+ROUND_CAP = 200_000  # calls of one round kept for grading (a harness round is far smaller)
+
+
+@attrs.frozen
+class GradeSpec:
+    """What grading a run's rounds needs besides the history (its header has the rest)."""
+
+    workload: workloads.Workload
+    tasks: int
+    seed: int
+    space: workloads.Space | None  # None: the arena of the header, as the runner chose it
+
+
+@attrs.define(eq=False)
+class StreamJudged:
+    """A history judged as a stream: the check (as `check_file` gives it), the grades when
+    asked for, and how the stream went."""
+
+    checked: CheckedFile
+    stream: checker.StreamCheck
+    grading: grading.RoundGrading | None
+    rounds: int  # round records read
+    truncated: str | None
+    grade_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.stream
+        return {
+            "segments": s.segments,
+            "largest_segment": s.largest,
+            "batches": s.batches,
+            "rounds_read": self.rounds,
+            "truncated": self.truncated,
+        }
+
+
+def truncation(reader: Any, rounds_read: int) -> str | None:
+    """Why a history read to its end is incomplete (None: it is not): a cut-short last line,
+    or a harness history (one with round records) without its trailer."""
+    if reader.torn is not None:
+        return f"{reader.torn}, no trailer: the run was killed or its disk filled up"
+    if reader.trailer is None and rounds_read:
+        return "no trailer: the run was killed or its disk filled up"
+    return None
+
+
+def judge_stream(
+    header: Header,
+    reader: Any,
+    timeout: float | None,
+    *,
+    minimize: bool = True,
+    grade: GradeSpec | None = None,
+    live: bool = False,
+    progress: Callable[[checker.StreamCheck, int], None] | None = None,
+) -> StreamJudged:
+    """Check (and with ``grade``, grade) a history as it is read: round by round, complete
+    segments checked as they end and dropped (`checker.StreamCheck`), so memory stays bounded
+    by the largest segment. ``progress(stream, round)`` after each round record."""
+    params = checker.params_of(header)
+    stream = checker.StreamCheck(params, timeout=timeout, live=live)
+    rounds_grading = None
+    if grade is not None:
+        space = grade.space
+        if space is None:
+            arena = header.arena or {}
+            space = workloads.Space.from_params(
+                params, **{k: arena[k] for k in ("base", "size") if k in arena}
+            )
+        rounds_grading = grading.RoundGrading(
+            grade.workload, grade.tasks, grade.seed, params, space
+        )
+    current: list[tuple[Any, ...]] = []
+    current_round = -1
+    read = 0
+    grade_seconds = 0.0
+
+    def on_round(index: int, record: dict[str, Any]) -> None:
+        nonlocal current, read, grade_seconds
+        read += 1
+        if rounds_grading is not None:
+            started = time.perf_counter()
+            ops = [Operation(*f) for f in current] if current_round == index else []
+            rounds_grading.add(index, ops, record)
+            grade_seconds += time.perf_counter() - started
+        current = []
+        stream.point()
+        if progress is not None:
+            progress(stream, index)
+
+    reader.on_round = on_round
+    event = checker.Event
+    add = stream.add
+    n = 0
+    enabled = gc.isenabled()
+    gc.disable()  # many small acyclic objects: spare the cyclic GC's rescans
+    try:
+        for fields in reader.records():
+            task, op, result, call, ret, rnd = fields
+            add(event(task, op, result, call, ret), rnd)
+            if rounds_grading is not None:
+                if rnd != current_round:
+                    current, current_round = [], rnd
+                if len(current) < ROUND_CAP:
+                    current.append(fields)
+            n += 1
+            if not read and not n % POINT_EVERY:
+                stream.point()
+                gc.collect(0)
+    finally:
+        if enabled:
+            gc.enable()
+    truncated = truncation(reader, read)
+    stream.finish(complete=truncated is None)
+    checked = _finished(header, params, stream.result(truncated), timeout, minimize)
+    return StreamJudged(checked, stream, rounds_grading, read, truncated, grade_seconds)
 
 
 # --- replay ----------------------------------------------------------------------------------
