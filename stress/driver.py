@@ -9,6 +9,7 @@ backwards (the harness never grades, the report never re-judges).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import shlex
@@ -38,7 +39,7 @@ from stress.harness import (
     is_plugin,
     make_replay_target,
 )
-from stress.history import Header, Operation, load_history, read_history
+from stress.history import Header, Operation, follow_history, load_history, read_history
 from stress.rundir import HISTORY_FILE, RUN_FILE, SCHEDULE_FILE, SUMMARY_FILE, WORKLOAD_COPY
 from stress.verdict import Verdict
 
@@ -130,11 +131,17 @@ def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptio
 @attrs.define(eq=False)
 class Live:
     """What the progress display shows besides the harness's counts: rounds in which two
-    overlapping NOREPLACE probes both won (a hint only; the checker judges)."""
+    overlapping NOREPLACE probes both won (a hint only; the checker judges), and what the
+    judge racing beside the run has settled so far (`LiveJudge`)."""
 
     page_size: int = 4096
     double_wins: int = 0
     first_double_win: int | None = None
+    rounds_checked: int = 0  # the judge: rounds whose calls are all checked
+    verdict: str | None = None  # the judge's verdict so far (None: no judge, or nothing yet)
+    first_violation: int | None = None  # the round of the first confirmed violation
+    violation: str | None = None  # what it is
+    violation_seen: float | None = None  # time.monotonic() when this process learned of it
 
     def __call__(self, stats: RunStats, log: RoundLog) -> None:
         if grading.double_win(log.race.records, self.page_size):
@@ -155,11 +162,17 @@ def perform(
     stop: StopFlag | None = None,
     handle_sigint: bool = True,
     on_round: Callable[[RunStats, RoundLog], None] | None = None,
+    live_judge: bool = True,
+    stop_on_violation: bool = False,
 ) -> dict[str, Any]:
     """Run, check, grade and judge; writes DIR/summary.json and returns the summary dict.
 
-    Under the exhaustive scheduler each schedule is judged as it ends and the search stops at
-    the first failing one (its round is `first_failure` in the summary)."""
+    With ``live_judge`` a separate process (`LiveJudge`) checks and grades the history while
+    the race writes it, so when the race ends only its last segments are left to judge; the
+    verdict is the one `check_file` gives on the file. ``stop_on_violation`` ends the race at
+    the first violation the judge confirms. Under the exhaustive scheduler each schedule is
+    judged as it ends and the search stops at the first failing one (its round is
+    `first_failure` in the summary)."""
     live = Live(target.params.page_size)
     explorer = getattr(target, "explorer", None)
     searching = explorer is not None and not getattr(explorer, "replaying", False)
@@ -170,6 +183,12 @@ def perform(
         detector = RoundJudge(
             config.workload, config.target.seed, target.params, space, check_timeout
         )
+    stop = stop or StopFlag()
+    spec = GradeSpec(config.workload, config.tasks, config.target.seed, config.space)
+    judge = None
+    if live_judge:
+        judge = LiveJudge(config.out / HISTORY_FILE, spec, check_timeout, live, stop_on_violation)
+        judge.start(stop)
 
     def each_round(stats: RunStats, log: RoundLog) -> None:
         if detector is not None and not first_failure:
@@ -195,29 +214,33 @@ def perform(
                 config, target, stop=stop, on_round=each_round, handle_sigint=handle_sigint
             )
         )
+    except BaseException:
+        if judge is not None:
+            judge.close()
+        raise
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
             close()
-    header, reader = read_history(config.out / HISTORY_FILE)
-    ops = list(reader)
     phases = dict(stats.phases)
-    started = time.perf_counter()
-    space = stats.space or workloads.Space.from_params(target.params)
-    grader, race = grading.grade_history(
-        config.workload, config.tasks, config.target.seed, target.params, space, ops, reader.rounds
-    )
-    phases["grade"] = time.perf_counter() - started
-    started = time.perf_counter()
-    try:
-        check = summarize_check(header, ops, check_timeout)
-    except KeyboardInterrupt:
-        check = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0.0, 0, 0)
-    phases["check"] = time.perf_counter() - started
-    del ops
+    ended = time.perf_counter()
+    judged = judge.result() if judge is not None else None
+    if judged is None:  # no judge, or it could not follow the file: judge it now
+        header, reader = read_history(config.out / HISTORY_FILE)
+        reader.allow_torn = True
+        try:
+            judged = judge_stream(header, reader, check_timeout, grade=spec).summary()
+        except checker.OutOfOrder:
+            judged = _whole_run(config, spec, check_timeout)
+        except KeyboardInterrupt:
+            check = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0, 0, 0)
+            judged = JudgedRun(check, None, None, 0.0, {})
+    phases["grade"] = judged.grade_seconds
+    phases["check"] = judged.check.seconds
+    phases["judge_tail"] = time.perf_counter() - ended
     judgement = grading.judge(
-        check,
-        grader,
+        judged.check,
+        judged.grader,
         rounds=stats.rounds,
         problems=stats.problems,
         problem_count=stats.problem_count,
@@ -231,8 +254,8 @@ def perform(
         config,
         stats,
         judgement,
-        grader=grader,
-        race=race,
+        grader=judged.grader,
+        race=judged.race,
         live=live,
         phases=phases,
         target_name=target.name,
@@ -241,8 +264,180 @@ def perform(
         replayable=target.clock == "steps",
         first_failure=first_failure or None,
     )
+    summary["judge"] = {
+        "live": judge is not None and judge.followed,
+        **judged.stream,
+        "first_violation": None
+        if live.first_violation is None
+        else {"round": live.first_violation, "what": live.violation},
+        "stopped_on_violation": stop_on_violation and live.first_violation is not None,
+    }
     write_summary(config.out, summary)
     return summary
+
+
+@attrs.frozen
+class JudgedRun:
+    """What judging a run's history gave, in plain picklable values (from the judge process
+    or from this one)."""
+
+    check: grading.CheckSummary
+    grader: grading.Grader | None
+    race: grading.RaceStats | None
+    grade_seconds: float
+    stream: dict[str, Any]
+
+
+def _whole_run(config: RunConfig, spec: GradeSpec, timeout: float) -> JudgedRun:
+    """The run judged with the whole history in memory (its lines are out of call order)."""
+    header, ops = load_history(config.out / HISTORY_FILE)
+    _, reader = read_history(config.out / HISTORY_FILE)
+    list(reader.records())
+    params = checker.params_of(header)
+    space = spec.space or workloads.Space.from_params(params, **(header.arena or {}))
+    started = time.perf_counter()
+    grader, race = grading.grade_history(
+        spec.workload, spec.tasks, spec.seed, params, space, ops, reader.rounds
+    )
+    seconds = time.perf_counter() - started
+    check = summarize_check(header, ops, timeout)
+    return JudgedRun(check, grader, race, seconds, {"segments": None, "out_of_order": True})
+
+
+class LiveJudge:
+    """A process beside the race that follows its history file (`follow_history`) and judges
+    it as a stream (`judge_stream`, the code `check_file` runs), so its verdict is the one
+    `mmrace check` gives on the file. The race's threads only write the file; a thread of this
+    process listens to the judge's messages and fills in `Live` (rounds checked, the verdict so
+    far, the first violation the moment it is confirmed; with ``stop_on_violation`` it asks
+    the race to stop then)."""
+
+    def __init__(
+        self,
+        path: Path,
+        spec: GradeSpec,
+        timeout: float,
+        live: Live,
+        stop_on_violation: bool = False,
+    ) -> None:
+        self.path = path
+        self.spec = spec
+        self.timeout = timeout
+        self.live = live
+        self.stop_on_violation = stop_on_violation
+        self.followed = False
+        self._final: tuple[Any, ...] | None = None
+        self._process: Any = None
+
+    def start(self, stop: StopFlag) -> None:
+        """Start the judge (a spawned process: the race's threads are not forked). When it
+        cannot start, the run is judged after the race instead."""
+        import multiprocessing
+        import os
+        import threading
+
+        self.path.unlink(missing_ok=True)  # never follow an older run's file
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        args = (child, str(self.path), self.spec, self.timeout, os.getpid())
+        try:
+            self._process = ctx.Process(target=_judge_process, args=args, daemon=True)
+            self._process.start()
+        except Exception:
+            self._process = None
+            return
+        finally:
+            child.close()
+        self._stop = stop
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        live = self.live
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = message[0]
+            if kind == "progress":
+                live.rounds_checked, live.verdict = message[1], message[2]
+            elif kind == "violation":
+                live.violation_seen = time.monotonic()
+                live.first_violation, live.violation = message[1], message[2]
+                live.verdict = Verdict.VIOLATION.value
+                if self.stop_on_violation:
+                    self._stop.request(f"stopped at the first violation (round {message[1]})")
+            else:
+                self._final = message
+                return
+
+    def result(self) -> JudgedRun | None:
+        """Tell the judge the race is over, wait for its last segments; None when it failed
+        (then the caller judges the file itself, which names the problem)."""
+        if self._process is None:
+            return None
+        with contextlib.suppress(OSError):
+            self._conn.send("done")
+        self._thread.join()
+        self.close()
+        if self._final is None or self._final[0] != "result":
+            return None
+        self.followed = True
+        judged: JudgedRun = self._final[1]
+        return judged
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._conn.close()
+
+
+PROGRESS_SECONDS = 0.1
+
+
+def _judge_process(conn: Any, path: str, spec: GradeSpec, timeout: float, parent: int) -> None:
+    """The judge process (`LiveJudge`): follows the history until the race says it is done."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the race; the judge finishes
+    done = False
+
+    def finished() -> bool:
+        nonlocal done
+        if not done:
+            try:
+                done = conn.poll() and conn.recv() == "done"
+            except (EOFError, OSError):
+                done = True
+            done = done or os.getppid() != parent
+        return done
+
+    last = 0.0
+    told = False
+
+    def progress(stream: checker.StreamCheck, index: int) -> None:
+        nonlocal last, told
+        if stream.violation is not None and not told:
+            told = True
+            conn.send(("violation", stream.violation_round, stream.violation.reason))
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = now
+            conn.send(("progress", stream.last_round + 1, stream.verdict.value))
+
+    try:
+        header, reader = follow_history(path, finished)
+        judged = judge_stream(header, reader, timeout, grade=spec, live=True, progress=progress)
+        conn.send(("result", judged.summary()))
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
 
 
 def no_race_hint(target: str, describe: dict[str, Any]) -> str:
@@ -400,24 +595,31 @@ def summarize_check(
 ) -> grading.CheckSummary:
     """Check the history; a violation's counterexample is minimized by the engine's sound steps
     (within the same time budget) and put in words, as `mmrace check` does."""
-    started = time.monotonic()
     try:
+        params = checker.params_of(header)
         result = checker.check_history(header, ops, timeout)
-        text = details = None
-        if result.counterexample is not None and result.verdict is Verdict.VIOLATION:
-            model = checker.MmModel(checker.params_of(header))
-            original = len(result.counterexample.events)
-            left = max(0.5, timeout - (time.monotonic() - started))
-            result = checker.minimized(model, result, left)
-            cx = result.counterexample
-            assert cx is not None  # minimized() keeps a counterexample
-            text = "\n".join(checker.counterexample_lines(model, cx, original)).strip("\n")
-            details = counterexample_json(cx, original)
+        return check_summary(_finished(header, params, result, timeout, True))
     except UsageError:
         raise
-    except Exception as exc:  # a broken checker must not pass a run: UNKNOWN, with the reason
-        reason = f"checker failed: {type(exc).__name__}: {exc}"
-        return grading.CheckSummary(Verdict.UNKNOWN, reason, 0, 0, 0)
+    except Exception as exc:
+        return checker_failed(exc)
+
+
+def checker_failed(exc: Exception) -> grading.CheckSummary:
+    """A broken checker must not pass a run: UNKNOWN, with the reason."""
+    reason = f"checker failed: {type(exc).__name__}: {exc}"
+    return grading.CheckSummary(Verdict.UNKNOWN, reason, 0, 0, 0)
+
+
+def check_summary(checked: CheckedFile) -> grading.CheckSummary:
+    """A checked history's answer in plain values, a counterexample in words and as JSON."""
+    result = checked.result
+    text = details = None
+    cx = result.counterexample
+    if cx is not None and result.verdict is Verdict.VIOLATION:
+        lines = checker.counterexample_lines(checked.model, cx, checked.original)
+        text = "\n".join(lines).strip("\n")
+        details = counterexample_json(cx, checked.original)
     return grading.CheckSummary(
         result.verdict,
         result.reason,
@@ -524,6 +726,16 @@ class StreamJudged:
     rounds: int  # round records read
     truncated: str | None
     grade_seconds: float
+
+    def summary(self) -> JudgedRun:
+        g = self.grading
+        return JudgedRun(
+            check_summary(self.checked),
+            g.grader if g else None,
+            g.stats if g else None,
+            self.grade_seconds,
+            self.to_json(),
+        )
 
     def to_json(self) -> dict[str, Any]:
         s = self.stream

@@ -52,7 +52,7 @@ class StreamCheck:
     timeout: float | None = None
     batch: int = BATCH_EVENTS
     live: bool = False
-    tuning: Tuning = Tuning()
+    tuning: Tuning = attrs.Factory(Tuning)
     workers: int | None = None
     operations: int = 0  # calls checked
     segments: int = 0  # complete segments checked
@@ -62,6 +62,7 @@ class StreamCheck:
     largest: int = 0  # calls of the largest segment
     last_round: int = -1  # the highest round whose calls were all checked
     violation: CheckResult | None = None
+    violation_round: int | None = None  # the last round of the violation's calls
     unknown: CheckResult | None = None
     _buffer: list[Event] = attrs.Factory(list)
     _round_of: dict[int, int] = attrs.Factory(dict)  # id(event) -> its round
@@ -157,6 +158,10 @@ class StreamCheck:
         self.partitions_checked += result.partitions_checked
         if result.verdict is Verdict.VIOLATION:
             self.violation = result
+            cx = result.counterexample
+            of = {id(e): r for e, r in zip(events, rounds, strict=True)}
+            found = [of[id(e)] for e in (cx.events if cx else ()) if id(e) in of]
+            self.violation_round = max(found) if found else max(rounds)
         elif result.verdict is not Verdict.OK and self.unknown is None:
             self.unknown = result
 
