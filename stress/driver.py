@@ -349,8 +349,21 @@ class LiveJudge:
         finally:
             child.close()
         self._stop = stop
+        # Wait until the judge is up (its imports take a second or so), so that the race's
+        # first rounds are judged as promptly as the rest; a judge that does not come up is
+        # given up and the run judged after the race.
+        if not self._conn.poll(READY_SECONDS) or self._receive() != ("ready",):
+            self.close()
+            self._process = None
+            return
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
+
+    def _receive(self) -> Any:
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            return None
 
     def _listen(self) -> None:
         live = self.live
@@ -397,6 +410,7 @@ class LiveJudge:
 
 
 PROGRESS_SECONDS = 0.1
+READY_SECONDS = 60.0  # generous: a loaded machine imports slowly
 
 
 def _judge_process(conn: Any, path: str, spec: GradeSpec, timeout: float, parent: int) -> None:
@@ -431,6 +445,7 @@ def _judge_process(conn: Any, path: str, spec: GradeSpec, timeout: float, parent
             conn.send(("progress", stream.last_round + 1, stream.verdict.value))
 
     try:
+        conn.send(("ready",))
         header, reader = follow_history(path, finished)
         judged = judge_stream(header, reader, timeout, grade=spec, live=True, progress=progress)
         conn.send(("result", judged.summary()))
@@ -772,7 +787,8 @@ def judge_stream(
     segments checked as they end and dropped (`checker.StreamCheck`), so memory stays bounded
     by the largest segment. ``progress(stream, round)`` after each round record."""
     params = checker.params_of(header)
-    stream = checker.StreamCheck(params, timeout=timeout, live=live)
+    # live: one process beside the race (a pool of checkers would take the race's cores)
+    stream = checker.StreamCheck(params, timeout=timeout, live=live, workers=1 if live else None)
     rounds_grading = None
     if grade is not None:
         space = grade.space

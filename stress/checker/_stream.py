@@ -31,7 +31,8 @@ from stress.checker._mm_partition import time_segments
 from stress.checker._types import CheckResult, Event, Verdict
 
 BATCH_EVENTS = 20_000  # complete segments are checked together once this many are ready
-LIVE_SECONDS = 0.2  # with ``live``: check what is ready at least this often
+CUT_EVENTS = 4096  # look for cuts once this many calls are held (fewer, longer cut passes)
+LIVE_SECONDS = 0.2  # with ``live``: cut and check what is ready at least this often
 
 
 class OutOfOrder(Exception):
@@ -96,7 +97,8 @@ class StreamCheck:
     def point(self) -> None:
         """A candidate point: cut off the complete segments, check them when enough are ready."""
         buffer = self._buffer
-        if len(buffer) < self._retry_at or len(buffer) < 2:
+        due = self.live and time.monotonic() - self._last_check >= LIVE_SECONDS
+        if len(buffer) < max(self._retry_at, 2) or (len(buffer) < CUT_EVENTS and not due):
             self._maybe_check()
             return
         segments = time_segments(buffer, self.params)
