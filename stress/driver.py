@@ -216,7 +216,7 @@ def perform(
         )
     except BaseException:
         if judge is not None:
-            judge.close()
+            judge.close(kill=True)
         raise
     finally:
         close = getattr(progress, "close", None)
@@ -224,7 +224,13 @@ def perform(
             close()
     phases = dict(stats.phases)
     ended = time.perf_counter()
-    judged = judge.result() if judge is not None else None
+    interrupted = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0, 0, 0)
+    try:
+        judged = judge.result() if judge is not None else None
+    except KeyboardInterrupt:  # a Ctrl-C while the judge finishes: stop judging, keep the rest
+        assert judge is not None
+        judge.close(kill=True)
+        judged = JudgedRun(interrupted, None, None, 0.0, {})
     if judged is None:  # no judge, or it could not follow the file: judge it now
         header, reader = read_history(config.out / HISTORY_FILE)
         reader.allow_torn = True
@@ -233,8 +239,7 @@ def perform(
         except checker.OutOfOrder:
             judged = _whole_run(config, spec, check_timeout)
         except KeyboardInterrupt:
-            check = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0, 0, 0)
-            judged = JudgedRun(check, None, None, 0.0, {})
+            judged = JudgedRun(interrupted, None, None, 0.0, {})
     phases["grade"] = judged.grade_seconds
     phases["check"] = judged.check.seconds
     phases["judge_tail"] = time.perf_counter() - ended
@@ -400,9 +405,10 @@ class LiveJudge:
         judged: JudgedRun = self._final[1]
         return judged
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
+        """Wait for the judge process to end (``kill``: end it now)."""
         if self._process is not None:
-            self._process.join(5)
+            self._process.join(0 if kill else 5)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()

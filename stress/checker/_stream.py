@@ -114,8 +114,11 @@ class StreamCheck:
     def finish(self, complete: bool = True) -> None:
         """The end of the history: the calls held form the last segment (``complete``), or are
         dropped unchecked (a truncated history: its last segment may lack calls)."""
-        if complete and self._buffer:
-            self._take(time_segments(self._buffer, self.params))
+        if self._buffer:
+            segments = time_segments(self._buffer, self.params)
+            if not complete:
+                segments.pop()  # the last one may lack calls: not judged
+            self._take(segments)
         self._buffer = []
         self._check()
         self._round_of.clear()
