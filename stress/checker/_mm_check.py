@@ -58,13 +58,15 @@ def check_events(
     timeout: float | None = None,
     workers: int | None = None,
     tuning: Tuning = Tuning(),
+    segments: Sequence[Sequence[Event]] | None = None,
 ) -> CheckResult:
-    """Is the history linearizable with respect to the `mm` spec? (see the module docstring)."""
+    """Is the history linearizable with respect to the `mm` spec? (see the module docstring).
+    ``segments``: the events cut at clean cuts already (`_mm_partition.partition`)."""
     # The events are many long-lived acyclic objects: move them out of the cyclic GC's sight
     # for the duration of the check, so that collections triggered by the search stay cheap.
     gc.freeze()
     try:
-        return _check_events(params, events, rounds, timeout, workers, tuning)
+        return _check_events(params, events, rounds, timeout, workers, tuning, segments)
     finally:
         gc.unfreeze()
 
@@ -76,12 +78,13 @@ def _check_events(
     timeout: float | None,
     workers: int | None,
     tuning: Tuning,
+    segments: Sequence[Sequence[Event]] | None = None,
 ) -> CheckResult:
     start = time.monotonic()
     model = MmModel(params, places_for(events, params))
     note = ""
     findings = race_pass(events, params, rounds)
-    parts = partition(events, params, split_above=tuning.split_above)
+    parts = partition(events, params, split_above=tuning.split_above, segments=segments)
     if findings:
         finding = findings[0]
         part = _part_of(parts, events[finding.first])

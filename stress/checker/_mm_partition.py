@@ -319,12 +319,18 @@ def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
 
 
 def partition(
-    events: Sequence[Event], params: mm.Params, *, split_above: int = SMALL
+    events: Sequence[Event],
+    params: mm.Params,
+    *,
+    split_above: int = SMALL,
+    segments: Sequence[Sequence[Event]] | None = None,
 ) -> list[list[Event]]:
     """Time cuts, then footprint components inside each segment, then time cuts again.
 
     Segments of at most ``split_above`` events stay whole (a coarser partition is always sound,
-    and a small part is cheaper to search than to split).
+    and a small part is cheaper to search than to split). ``segments``: the events' time
+    segments when the caller has them already (`time_segments` of them, or clean-cut pieces
+    of the events each starting from the empty space: a streamed history's).
     """
     parts: list[list[Event]] = []
     ends: dict[int, Bounds] = {}  # by op identity: identical calls share one op
@@ -348,7 +354,7 @@ def partition(
             return got[0] >= 0 and room >= mm.page_length(op.length, page)
         return footprint(op, e.output, params) == MAP_COUNT
 
-    for segment in time_segments(events, params):
+    for segment in time_segments(events, params) if segments is None else segments:
         short = 2 * len(segment) < params.max_map_count  # the count cannot reach the limit
         asked = sum(mm.page_length(e.input.length, page) for e in segment if e.input.kind == "mmap")
         room = (space - asked) // (2 * len(segment) + 1) - guard

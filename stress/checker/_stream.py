@@ -156,7 +156,13 @@ class StreamCheck:
         if self.timeout is not None:
             left = max(0.0, self.timeout - self.spent)
         result = check_events(
-            self.params, events, rounds, timeout=left, workers=self.workers, tuning=self.tuning
+            self.params,
+            events,
+            rounds,
+            timeout=left,
+            workers=self.workers,
+            tuning=self.tuning,
+            segments=segments,  # cut already: the same time segments
         )
         self.spent += time.monotonic() - self._last_check
         self.partitions += result.partitions

@@ -150,7 +150,9 @@ def check_big(ops: int, where: Path) -> list[Figure]:
     path.unlink()
     note = (
         f"{written:,} ops, {size / GB:.1f} GB written in {wrote:.0f} s; verdict {verdict} "
-        f"(exit {os.waitstatus_to_exitcode(status)})"
+        f"(exit {os.waitstatus_to_exitcode(status)}); CPU {usage.ru_utime + usage.ru_stime:.1f} s "
+        f"({1e6 * (usage.ru_utime + usage.ru_stime) / written:.1f} µs a call), load "
+        f"{os.getloadavg()[0]:.1f}"
     )
     return [
         Figure(
