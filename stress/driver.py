@@ -825,6 +825,7 @@ def judge_stream(
             progress(stream, index)
 
     reader.on_round = on_round
+    reader.keep_rounds = False  # handed to on_round as they come: keeping them would grow
     event = checker.Event
     add = stream.add
     n = 0

@@ -39,6 +39,7 @@ from stress.history._record import (
 _T_MAX = 1 << 63
 _FD_MAX = 1 << 31
 BATCH = 2048  # lines read from the file at once
+SHARED_CALLS = 1 << 16  # distinct calls whose `Op` is shared at a time
 
 # msgspec checks int bounds only within int64; the upper bounds of 2^64 stay in Python.
 _Nat = Annotated[int, msgspec.Meta(ge=0)]
@@ -156,7 +157,8 @@ class HistoryReader:
 
     Round records and the trailer are collected on the way: ``rounds`` maps a round index to
     its record, ``trailer`` is the ``end`` record (None until read, or when the run was killed).
-    Identical calls share one `Op` object, which keeps large histories small in memory.
+    Identical calls share one `Op` object, which keeps large histories small in memory (the
+    last `SHARED_CALLS` distinct ones: a stream of calls that vary without end stays bounded).
     """
 
     path: Path
@@ -219,6 +221,8 @@ class HistoryReader:
                             key = (v.k, v.a, v.n, v.p, v.f, v.fd, v.o)
                             c = calls.get(key)
                             if c is None:
+                                if len(calls) >= SHARED_CALLS:  # bounded: a stream's calls
+                                    calls.clear()  # vary without end (round bases)
                                 c = calls[key] = Op(*key)
                             count += 1
                             yield v.t, c, result, v.c, ret, v.r

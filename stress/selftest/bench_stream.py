@@ -31,6 +31,7 @@ from stress.selftest._figure import Figure
 GB = 1 << 30
 BASE = 0x100000000000
 TASKS = 8
+SPREAD = 1 << 18  # pages of the arena the synthetic rounds move over
 
 
 def _mb(kilobytes: int) -> float:
@@ -102,7 +103,7 @@ def synthetic(path: Path, ops: int) -> int:
         f.write(header)
         chunk: list[str] = []
         for r in range(rounds):
-            addr = BASE + (r % 1024) * page
+            addr = BASE + (r % SPREAD) * page  # round bases vary, as a workload's do
             t = r * 1000
             for k in range(TASKS):
                 x = addr if k == r % TASKS else -mm.EEXIST
