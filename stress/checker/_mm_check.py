@@ -58,7 +58,7 @@ def check_events(
     timeout: float | None = None,
     workers: int | None = None,
     tuning: Tuning = Tuning(),
-    segments: Sequence[Sequence[Event]] | None = None,
+    segments: Sequence[list[Event]] | None = None,
 ) -> CheckResult:
     """Is the history linearizable with respect to the `mm` spec? (see the module docstring).
     ``segments``: the events cut at clean cuts already (`_mm_partition.partition`)."""
@@ -78,7 +78,7 @@ def _check_events(
     timeout: float | None,
     workers: int | None,
     tuning: Tuning,
-    segments: Sequence[Sequence[Event]] | None = None,
+    segments: Sequence[list[Event]] | None = None,
 ) -> CheckResult:
     start = time.monotonic()
     model = MmModel(params, places_for(events, params))

@@ -323,7 +323,7 @@ def partition(
     params: mm.Params,
     *,
     split_above: int = SMALL,
-    segments: Sequence[Sequence[Event]] | None = None,
+    segments: Sequence[list[Event]] | None = None,
 ) -> list[list[Event]]:
     """Time cuts, then footprint components inside each segment, then time cuts again.
 
