@@ -9,7 +9,7 @@ from mm._names import format_flags, format_prot
 KINDS: tuple[str, ...] = ("mmap", "munmap", "mprotect")
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Op:
     """An mmap(addr, length, prot, flags, fd, offset), munmap(addr, length) or mprotect call.
 

@@ -13,7 +13,7 @@ from mm._names import MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_TYPE, format_flags, form
 KEPT_FLAGS = MAP_TYPE | MAP_GROWSDOWN | MAP_ANONYMOUS
 
 
-@attrs.frozen(order=True)
+@attrs.frozen(order=True, cache_hash=True)
 class Mapping:
     """One virtual memory area [start, end) with its protection and kept flags.
 
@@ -51,7 +51,7 @@ class Mapping:
         )
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class State:
     """The address space: mappings sorted by start, disjoint, neighbours merged when possible.
 

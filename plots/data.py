@@ -85,6 +85,16 @@ class Timeline:
 
 
 @attrs.frozen
+class LatencyOverTime:
+    """Latency of completed racing calls across the run: per bin of ``bin_rounds`` rounds,
+    (first round, calls, mean latency, max latency), in units of ``clock``."""
+
+    bin_rounds: int
+    bins: tuple[tuple[int, int, float, int], ...]
+    clock: str = "ns"
+
+
+@attrs.frozen
 class RunData:
     """Everything the per-run plots need, in plain values."""
 
@@ -101,6 +111,10 @@ class RunData:
     scheduler: str | None = None  # the target's scheduler ("trio", "random", "pct"), if any
     probes: int = 0  # racing MAP_FIXED_NOREPLACE calls
     lost: int = 0  # probes that failed with EEXIST
+    in_flight: tuple[tuple[int, int], ...] = ()  # (most calls in flight at once, rounds)
+    winner_rank: tuple[tuple[int, int], ...] = ()  # (winner's rank by call start, wins)
+    latency_time: LatencyOverTime | None = None
+    engine: str | None = None  # the kernel target's racer ("python", "native"), if known
 
 
 @attrs.frozen
@@ -115,6 +129,10 @@ class SweepPoint:
     probes: int  # MAP_FIXED_NOREPLACE calls
     lost: int  # probes that failed with EEXIST
     verdict: str = "OK"
+    # per repeat at this size: (p50, p90, p99) latency of the racing calls, in units of clock
+    latency_percentiles: tuple[tuple[float, float, float], ...] = ()
+    clock: str = "ns"
+    repeats: int = 1
 
     @property
     def throughput(self) -> float:
@@ -171,6 +189,15 @@ _SCHEDULER_NOTES = {
 }
 
 
-def scheduler_note(target: str, scheduler: str | None) -> str | None:
-    """A caveat about the target's scheduler for the wins plot, or None."""
+KERNEL_START_ORDER_NOTE = (
+    "the harness starts the calls of a round in task order (python engine),\n"
+    "so the first tasks started win most: wins reflect start order, not the kernel"
+)
+
+
+def scheduler_note(target: str, scheduler: str | None, engine: str | None = None) -> str | None:
+    """A caveat about the target's scheduler (or the kernel racer's start order) for the wins
+    plot, or None."""
+    if target == "kernel" and (engine or "python") == "python":
+        return KERNEL_START_ORDER_NOTE
     return _SCHEDULER_NOTES.get((target, scheduler or ""))

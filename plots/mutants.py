@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from matplotlib.axes import Axes
+from typing import TYPE_CHECKING
 
 from plots.data import MutantResult
 from plots.style import strategy_color
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def detection(ax: Axes, results: tuple[MutantResult, ...]) -> Axes:
@@ -37,7 +40,7 @@ def detection(ax: Axes, results: tuple[MutantResult, ...]) -> Axes:
     ax.set_xlabel("rounds r (log scale)")
     ax.set_ylabel("variants detected")
     if strategies:
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no mutant results", transform=ax.transAxes, ha="center")
     return ax

@@ -7,18 +7,24 @@ writes files (that is `plots.save`).
 from __future__ import annotations
 
 import math
-
-from matplotlib.axes import Axes
-from matplotlib.patches import Patch
+import textwrap
+from typing import TYPE_CHECKING
 
 from plots.data import (
     OUTCOME_CLASSES,
     Latencies,
+    LatencyOverTime,
     LockWaits,
     OutcomeRow,
     jain_index,
 )
 from plots.style import GRADE_COLORS, NOTE_BOX, OUTCOME_COLORS, scale_time
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+
+MANY_BARS = 128  # more tasks than this: drawn as one filled step curve
 
 
 def wins_per_task(ax: Axes, wins: tuple[int, ...], note: str | None = None) -> Axes:
@@ -28,7 +34,11 @@ def wins_per_task(ax: Axes, wins: tuple[int, ...], note: str | None = None) -> A
     is known to skew the wins, so a lopsided picture is not mistaken for a bug.
     """
     tasks = list(range(len(wins)))
-    ax.bar(tasks, wins, color=OUTCOME_COLORS["won"], label="wins", width=0.8)
+    if len(wins) <= MANY_BARS:
+        ax.bar(tasks, wins, color=OUTCOME_COLORS["won"], label="wins", width=0.8)
+    else:  # one artist for thousands of tasks, not a patch per task
+        edges = [t - 0.5 for t in range(len(wins) + 1)]
+        ax.stairs(wins, edges, fill=True, color=OUTCOME_COLORS["won"], label="wins")
     if wins:
         fair = sum(wins) / len(wins)
         ax.axhline(fair, color="#333333", linestyle="--", linewidth=1, label="fair share")
@@ -40,7 +50,7 @@ def wins_per_task(ax: Axes, wins: tuple[int, ...], note: str | None = None) -> A
     if len(tasks) <= 32:
         ax.set_xticks(tasks)
     ax.set_xlim(-0.6, max(len(wins), 1) - 0.4)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     top = max([*wins, 1])
     ax.set_ylim(0, top * 1.2)  # headroom for the legend
     if note:
@@ -93,7 +103,7 @@ def latency_cdf(ax: Axes, latencies: Latencies) -> Axes:
     ax.set_title("Latency of racing calls by outcome (CDF)")
     ax.set_xlabel(f"latency ({unit})")
     ax.set_ylabel("share of calls")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2)
     return ax
 
 
@@ -102,12 +112,12 @@ def lock_waits(ax: Axes, waits: LockWaits) -> Axes:
     sample, unit = scale_time(waits.waits, waits.clock)
     kind = "measured" if waits.measured else "estimated: latency − fastest call of its kind"
     if sample:
-        ax.hist(sample, bins=min(40, max(5, len(sample) // 5)), color="#3b6fb6", label="calls")
+        ax.hist(sample, bins=hist_bins(sample), color="#3b6fb6", label="calls")
         mean = sum(sample) / len(sample)
         ax.axvline(
             mean, color="#333333", linestyle="--", linewidth=1, label=f"mean {mean:.1f} {unit}"
         )
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no lock waits recorded", transform=ax.transAxes, ha="center")
     ax.set_title(f"Lock wait time ({kind})")
@@ -116,8 +126,44 @@ def lock_waits(ax: Axes, waits: LockWaits) -> Axes:
     return ax
 
 
-def _shorten(text: str, width: int = 48) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def hist_bins(sample: list[float], most: int = 40) -> int | list[float]:
+    """Histogram bins for ``sample``: integer-aligned (one value per bin, or a whole number of
+    values per bin) when every value is an integer, so integer data shows no comb of empty
+    bins; else a count that grows with the sample."""
+    if not sample:
+        return 1
+    if all(float(v).is_integer() for v in sample):
+        low, high = int(min(sample)), int(max(sample))
+        width = max(1, math.ceil((high - low + 1) / most))
+        edges = list(range(low, high + width + 1, width))
+        return [e - 0.5 for e in edges]
+    return min(most, max(5, len(sample) // 5))
+
+
+def _wrap(text: str, width: int = 34) -> str:
+    """``text`` wrapped on word boundaries (long tokens split too), at most three lines."""
+    lines = textwrap.wrap(text, width, break_long_words=True) or [""]
+    if len(lines) > 3:
+        lines = lines[:3]
+        lines[-1] = lines[-1][: width - 1] + "…"
+    return "\n".join(lines)
+
+
+MAX_OUTCOME_ROWS = 20
+
+
+def capped_rows(
+    rows: tuple[OutcomeRow, ...], most: int = MAX_OUTCOME_ROWS
+) -> tuple[OutcomeRow, ...]:
+    """At most ``most`` rows: the first ``most - 1`` and one that sums up the rest (their
+    worst grade, FORBIDDEN before INTERESTING before ACCEPTABLE, so no red bar disappears)."""
+    if len(rows) <= most:
+        return rows
+    rest = rows[most - 1 :]
+    order = ("FORBIDDEN", "UNSPECIFIED", "UNKNOWN", "INTERESTING", "ACCEPTABLE", "")
+    grade = min((r.grade for r in rest), key=lambda g: order.index(g) if g in order else 9)
+    summed = OutcomeRow(f"{len(rest)} other outcomes", sum(r.count for r in rest), grade)
+    return (*rows[: most - 1], summed)
 
 
 def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
@@ -126,8 +172,9 @@ def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
     Each bar is labelled with the outcome key and, below it, the grade's description (one key
     can be graded differently, e.g. by whether the first caller won).
     """
+    rows = capped_rows(rows)
     labels = [
-        row.outcome if not row.description else f"{row.outcome}\n{_shorten(row.description)}"
+        _wrap(row.outcome) + ("" if not row.description else "\n" + _wrap(row.description))
         for row in rows
     ]
     counts = [row.count for row in rows]
@@ -146,6 +193,8 @@ def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
     for row in rows:
         if row.grade not in present:
             present.append(row.grade)
+    from matplotlib.patches import Patch
+
     handles = [
         Patch(color=GRADE_COLORS.get(grade, GRADE_COLORS[""]), label=grade or "ungraded")
         for grade in present
@@ -155,4 +204,64 @@ def outcome_histogram(ax: Axes, rows: tuple[OutcomeRow, ...]) -> Axes:
     ax.set_title("Outcomes per round, by grade")
     ax.set_xlabel("rounds")
     ax.set_ylabel("outcome")
+    return ax
+
+
+def in_flight(ax: Axes, histogram: tuple[tuple[int, int], ...], tasks: int) -> Axes:
+    """Rounds by the most racing calls in flight at once: a race that raced has its mass near
+    the task count; a mass at 1 means the calls ran one after the other."""
+    if histogram:
+        xs = [k for k, _ in histogram]
+        ax.bar(xs, [n for _, n in histogram], width=0.8 if len(xs) < 64 else 1.0, color="#3b6fb6")
+        ax.axvline(tasks, color="#333333", linestyle="--", linewidth=1, label=f"{tasks} tasks")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_xlim(0.4, max(max(xs), tasks) + 0.6)
+    else:
+        ax.text(0.5, 0.5, "no racing round recorded", transform=ax.transAxes, ha="center")
+    ax.set_title("Calls in flight at once, per round (most at any instant)")
+    ax.set_xlabel("calls in flight at once")
+    ax.set_ylabel("rounds")
+    return ax
+
+
+def winner_rank(ax: Axes, histogram: tuple[tuple[int, int], ...], tasks: int) -> Axes:
+    """Wins by the winner's rank among the round's callers by call start (1 = started first):
+    a spike at 1 means the first caller always wins, the race decided by start order."""
+    if histogram:
+        xs = [k + 1 for k, _ in histogram]
+        counts = [n for _, n in histogram]
+        ax.bar(xs, counts, width=0.8 if len(xs) < 64 else 1.0, color=OUTCOME_COLORS["won"])
+        total = sum(counts)
+        first = sum(n for k, n in histogram if k == 0)
+        ax.set_title(
+            f"Winner's rank among the callers by call start ({100 * first / total:.0f}% "
+            "won by the first)"
+        )
+        ax.set_xlim(0.4, max(max(xs), 1) + 0.6)
+    else:
+        ax.text(0.5, 0.5, "no winning probe", transform=ax.transAxes, ha="center")
+        ax.set_title("Winner's rank among the callers by call start")
+    ax.set_xlabel("rank of the winning call (1 = invoked first)")
+    ax.set_ylabel("wins")
+    return ax
+
+
+def latency_over_time(ax: Axes, data: LatencyOverTime) -> Axes:
+    """Mean and maximum latency of the racing calls per bin of rounds, across the run: drift
+    (a warming cache, a slowing target) shows as a slope."""
+    means, unit = scale_time([round(b[2]) for b in data.bins], data.clock)
+    tops, _ = scale_time([b[3] for b in data.bins], data.clock)
+    xs = [b[0] + data.bin_rounds / 2 for b in data.bins]
+    if xs:
+        ax.plot(xs, means, marker="o", markersize=3, color="#3b6fb6", label="mean")
+        ax.plot(xs, tops, marker="^", markersize=3, color="#c62828", linestyle=":", label="max")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if min(means) > 0 and max(tops) / min(means) > 100:
+            ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no completed racing calls", transform=ax.transAxes, ha="center")
+    per = "round" if data.bin_rounds == 1 else f"{data.bin_rounds} rounds"
+    ax.set_title(f"Latency of racing calls over the run (per {per})")
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"latency ({unit})")
     return ax

@@ -4,6 +4,8 @@ Output is reproducible byte for byte for the same data: matplotlib's default sty
 matplotlibrc cannot leak in), the bundled DejaVu Sans font, no timestamps or software version
 in the metadata, a fixed SVG hash salt. Figures are built on `matplotlib.figure.Figure` with
 the Agg canvas, never pyplot, so nothing needs a display and no global figure state is kept.
+matplotlib is imported only when a figure is built (`style`, `new_figure`): building the
+layouts (which figures a run gets) is cheap, and so is importing this module.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-import matplotlib.style
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from plots import mutants, race, scaling, timeline
 from plots.data import MutantResult, RunData, SweepData, scheduler_note
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RC: dict[str, Any] = {
     "font.family": "DejaVu Sans",
@@ -36,12 +36,15 @@ RC: dict[str, Any] = {
 PNG_METADATA: dict[str, str | None] = {"Software": None}
 SVG_METADATA: dict[str, str | None] = {"Date": None, "Creator": None}
 
-Builder = Callable[[Figure], None]
+Builder = Callable[["Figure"], None]
 
 
 @contextmanager
 def style() -> Iterator[None]:
     """The fixed style every figure is built and saved under."""
+    import matplotlib
+    import matplotlib.style
+
     # matplotlib types rc keys as a Literal union; RC's keys are checked at runtime instead.
     with matplotlib.style.context("default"), matplotlib.rc_context(RC):  # type: ignore[arg-type]
         yield
@@ -49,6 +52,9 @@ def style() -> Iterator[None]:
 
 def new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
     """A figure on the Agg canvas (call inside `style()`)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -74,17 +80,31 @@ def run_layouts(run: RunData) -> dict[str, tuple[tuple[float, float], Builder]]:
             (9.0, height),
             lambda fig: _one(fig, lambda ax: race.outcome_histogram(ax, run.outcomes)),
         )
+    note = scheduler_note(run.target, run.scheduler, run.engine)
     layouts["wins"] = (
-        (8.0, 4.5),
-        lambda fig: _one(
-            fig,
-            lambda ax: race.wins_per_task(ax, run.wins, scheduler_note(run.target, run.scheduler)),
-        ),
+        (9.0, 4.5),
+        lambda fig: _one(fig, lambda ax: race.wins_per_task(ax, run.wins, note)),
     )
+    if run.winner_rank:
+        layouts["winner-rank"] = (
+            (8.0, 4.0),
+            lambda fig: _one(fig, lambda ax: race.winner_rank(ax, run.winner_rank, run.tasks)),
+        )
+    if run.in_flight:
+        layouts["in-flight"] = (
+            (8.0, 4.0),
+            lambda fig: _one(fig, lambda ax: race.in_flight(ax, run.in_flight, run.tasks)),
+        )
     layouts["latency"] = (
-        (8.0, 4.5),
+        (9.0, 5.0),
         lambda fig: _one(fig, lambda ax: race.latency_cdf(ax, run.latencies)),
     )
+    if run.latency_time is not None:
+        over = run.latency_time
+        layouts["latency-time"] = (
+            (9.0, 4.0),
+            lambda fig: _one(fig, lambda ax: race.latency_over_time(ax, over)),
+        )
     if run.lock_waits is not None:
         waits = run.lock_waits
         layouts["lock-wait"] = (
@@ -93,9 +113,9 @@ def run_layouts(run: RunData) -> dict[str, tuple[tuple[float, float], Builder]]:
         )
     if run.timeline is not None:
         tl = run.timeline
-        tasks = len({c.task for c in tl.calls})
+        tasks = len(timeline.shown_tasks(tl))
         layouts["timeline"] = (
-            (11.0, max(2.5, 1.5 + 0.6 * tasks)),
+            (11.0, max(2.5, 2.0 + 0.6 * tasks)),
             lambda fig: _one(fig, lambda ax: timeline.timeline(ax, tl)),
         )
     return layouts
@@ -110,6 +130,16 @@ def sweep_layouts(sweep: SweepData) -> dict[str, tuple[tuple[float, float], Buil
             lambda fig: _one(fig, lambda ax: scaling.throughput_overlap(ax, pts)),
         ),
         "contention": ((8.0, 4.5), lambda fig: _one(fig, lambda ax: scaling.contention(ax, pts))),
+        **(
+            {
+                "latency-percentiles": (
+                    (9.0, 4.5),
+                    lambda fig: _one(fig, lambda ax: scaling.latency_percentiles(ax, pts)),
+                )
+            }
+            if any(p.latency_percentiles for p in pts)
+            else {}
+        ),
     }
 
 

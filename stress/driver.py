@@ -90,6 +90,8 @@ def run_json(config: RunConfig) -> dict[str, Any]:
         "preemptions": opts.preemptions,
         "max_schedules": opts.max_schedules,
         "granularity": opts.granularity,
+        "engine": opts.engine,
+        "agent": opts.agent,
         "params": opts.params.to_json() if opts.params else None,
         "space": attrs.asdict(config.space) if config.space else None,
     }
@@ -120,6 +122,8 @@ def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptio
         "preemptions": data.get("preemptions", 2),
         "max_schedules": data.get("max_schedules", 10_000),
         "granularity": data.get("granularity", "line"),
+        "engine": data.get("engine", "native"),
+        "agent": data.get("agent", "python"),
     }
     fields.update(overrides)
     return TargetOptions(**fields)
@@ -222,6 +226,10 @@ def perform(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
+    say = getattr(progress, "phase", None)
+    if say is not None:
+        note = f" (the live judge checked {live.rounds_checked:,} while racing)" if judge else ""
+        say("check", f"grading {stats.rounds:,} rounds and checking their operations{note}")
     phases = dict(stats.phases)
     ended = time.perf_counter()
     interrupted = grading.CheckSummary(Verdict.UNKNOWN, "check interrupted (Ctrl-C)", 0, 0, 0)
@@ -278,6 +286,9 @@ def perform(
         "stopped_on_violation": stop_on_violation and live.first_violation is not None,
     }
     write_summary(config.out, summary)
+    done = getattr(progress, "done", None)
+    if done is not None:
+        done()
     return summary
 
 
@@ -533,6 +544,7 @@ def build_summary(
     if exploration is not None and first_failure is not None:
         exploration = {**exploration, "first_failure": first_failure}
     replay_cmd = f"mmrace replay {shlex.quote(str(out))}" if replayable else None
+    rerun_cmd = None if replayable else rerun_command(config)
     return {
         "mmrace_summary": SUMMARY_VERSION,
         "verdict": judgement.verdict.value,
@@ -580,6 +592,8 @@ def build_summary(
         "grading": grader.to_json() if grader else {},
         "race": race.to_json() if race else None,
         "replay": replay_cmd,
+        "rerun": rerun_cmd,
+        "host": host_facts(),
         "exploration": exploration,
         "files": {
             "history": HISTORY_FILE,
@@ -588,6 +602,44 @@ def build_summary(
             "summary": SUMMARY_FILE,
         },
         "run_dir": str(out),
+    }
+
+
+def rerun_command(config: RunConfig) -> str:
+    """A copy-paste `mmrace run ...` with this run's settings, for runs that cannot be replayed
+    (real clocks: the same seed gives the same plans, not the same interleavings)."""
+    opts = config.target
+    argv = ["mmrace", "run", config.workload_ref, "--target", opts.spec]
+    argv += ["--tasks", str(config.tasks)]
+    if config.rounds is not None:
+        argv += ["--rounds", str(config.rounds)]
+    elif config.time_budget is not None:
+        argv += ["--time-budget", f"{config.time_budget:g}"]
+    argv += ["--seed", str(opts.seed)]
+    if opts.spec.startswith("model") or is_plugin(opts.spec):
+        if opts.scheduler != "random":
+            argv += ["--scheduler", opts.scheduler]
+        if opts.variant:
+            argv += ["--variant", opts.variant]
+    if opts.wrapper:
+        argv += ["--wrapper", shlex.join(opts.wrapper)]
+    return shlex.join(argv)
+
+
+def host_facts() -> dict[str, Any]:
+    """The machine the run ran on, for the top of the report: kernel release, page size,
+    vm.mmap_min_addr (and the LSM minimum), whether this process holds CAP_SYS_RAWIO."""
+    import platform
+
+    import mm.kernel
+
+    params = mm.kernel.host_params()
+    return {
+        "kernel": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "page_size": params.page_size,
+        "mmap_min_addr": params.dac_mmap_min_addr,
+        "lsm_mmap_min_addr": params.lsm_mmap_min_addr,
+        "privileged": params.privileged,
     }
 
 
@@ -638,7 +690,8 @@ def check_summary(checked: CheckedFile) -> grading.CheckSummary:
     text = details = None
     cx = result.counterexample
     if cx is not None and result.verdict is Verdict.VIOLATION:
-        lines = checker.counterexample_lines(checked.model, cx, checked.original)
+        clock = "steps" if checked.header.extra.get("clock") == "steps" else "ns"
+        lines = checker.counterexample_lines(checked.model, cx, checked.original, clock=clock)
         text = "\n".join(lines).strip("\n")
         details = counterexample_json(cx, checked.original)
     return grading.CheckSummary(
@@ -849,6 +902,8 @@ def judge_stream(
             gc.enable()
     truncated = truncation(reader, read)
     stream.finish(complete=truncated is None)
+    if progress is not None:  # what the last segments found, too
+        progress(stream, stream.last_round)
     checked = _finished(header, params, stream.result(truncated), timeout, minimize)
     return StreamJudged(checked, stream, rounds_grading, read, truncated, grade_seconds)
 

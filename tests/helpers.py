@@ -53,3 +53,19 @@ def kernel_space(*ranges: tuple[int, int]) -> Iterator[mm.kernel.KernelSpace]:
 
 def run_kernel(space: mm.kernel.KernelSpace, ops: Sequence[Op]) -> list[int]:
     return [space.apply(op) for op in ops]
+
+
+def assert_judged_ok(code: int, summary: dict[str, object]) -> None:
+    """A correct target's run: the checker and both gradings say OK; the verdict is OK, or
+    UNKNOWN for the one reason a correct run can have (no round really raced: on a loaded
+    machine with few cores, native threads may never run at the same instant)."""
+    assert summary["check"]["verdict"] == "OK", summary["check"]  # type: ignore[index]
+    grading = summary["grading"]
+    assert grading["strict"]["verdict"] == "OK"  # type: ignore[index]
+    assert grading["compat"]["verdict"] == "OK"  # type: ignore[index]
+    if summary["overlap"]["rounds"]:  # type: ignore[index]
+        assert (code, summary["verdict"]) == (0, "OK"), summary.get("reasons")
+    else:
+        assert (code, summary["verdict"]) == (3, "UNKNOWN")
+        reasons = summary["reasons"]
+        assert len(reasons) == 1 and "no round really raced" in reasons[0]  # type: ignore[arg-type,index]

@@ -102,6 +102,7 @@ async def serve(inp: IO[bytes], out: IO[bytes]) -> int:
                     target = KernelTarget(
                         TargetOptions(spec="kernel"),
                         gate=request.get("gate", "barrier"),
+                        engine=str(request.get("engine", "python")),
                         regions=[(int(a), int(b)) for a, b in request.get("regions", [])],
                     )
                     await target.open(int(request["tasks"]), _Space(request["space"]))  # type: ignore[arg-type]

@@ -20,8 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-import attrs
-
 from stress.checker._engine import check
 from stress.checker._types import Event, Model, Verdict
 
@@ -75,7 +73,7 @@ def minimize(
 def prefix_at(events: Sequence[Event], t: int) -> list[Event]:
     """The history as seen at time t: later calls dropped, calls in flight made pending."""
     return [
-        e if e.ret is not None and e.ret <= t else attrs.evolve(e, ret=None)
+        e if e.ret is not None and e.ret <= t else e.replace(ret=None)
         for e in events
         if e.call <= t
     ]

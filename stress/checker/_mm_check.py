@@ -25,7 +25,7 @@ from stress.checker._mm_model import MmModel
 from stress.checker._mm_partition import SMALL, partition
 from stress.checker._mm_places import guessed, places_for
 from stress.checker._race_pass import race_pass
-from stress.checker._types import BaseModel, CheckResult, Event, Verdict
+from stress.checker._types import BY_CALL, BaseModel, CheckResult, Event, Verdict
 
 
 @attrs.frozen
@@ -84,10 +84,13 @@ def _check_events(
     model = MmModel(params, places_for(events, params))
     note = ""
     findings = race_pass(events, params, rounds)
-    parts = partition(events, params, split_above=tuning.split_above, segments=segments)
     if findings:
         finding = findings[0]
-        part = _part_of(parts, events[finding.first])
+        first = events[finding.first]
+        parts = partition(
+            events, params, split_above=tuning.split_above, holding=first, segments=segments
+        )
+        part = _part_of(parts, first)
         confirmed = check(model, part, timeout=timeout, partitioned=False, workers=1)
         if confirmed.verdict is not Verdict.OK:
             found = confirmed.verdict is Verdict.VIOLATION
@@ -107,6 +110,7 @@ def _check_events(
                 counterexample=confirmed.counterexample if found else None,
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
+    parts = partition(events, params, split_above=tuning.split_above, segments=segments)
     rest = [part for part in parts if not (tuning.direct_orders and witness(model, part))]
     budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
     flat = [e for part in rest for e in part]
@@ -184,11 +188,11 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
     no waiting call had to precede (real time, and program order: never a later call of a
     waiting call's task). True proves the part linearizable; False only means the search must
     decide."""
-    order = sorted(part, key=_by_call)
+    order = sorted(part, key=BY_CALL)
     n = len(order)
     done = [False] * n
     state = model.init()
-    step = model.step
+    step = model.stepper()
     k = 0
     while k < n:
         e = order[k]
@@ -224,10 +228,6 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
         else:
             return False
     return True
-
-
-def _by_call(e: Event) -> int:
-    return e.call
 
 
 class _Split(BaseModel):

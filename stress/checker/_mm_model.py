@@ -15,7 +15,7 @@ by another placement, so `check_events` turns it into UNKNOWN.
 from __future__ import annotations
 
 import gc
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -28,9 +28,29 @@ from stress.checker._types import BaseModel, Event
 # step cache shared by every model with the same params (and kept across partitions, also in
 # worker processes): a race history repeats the same few (state, op, result) triples.
 # Keyed by id(params) and holding the params object, so that a lookup costs no hashing.
-_CACHES: dict[int, tuple[mm.Params, dict[tuple[Any, ...], Any]]] = {}
+_STEPPERS: dict[int, tuple[mm.Params, Callable[[Any, Any, Any], Hashable | None]]] = {}
 _CACHE_LIMIT = 200_000
 _ILLEGAL = object()
+
+
+def _cached_step(params: mm.Params) -> Callable[[Any, Any, Any], Hashable | None]:
+    """`mm.step_observed` under ``params``, memoized on (state, call, result): the states of
+    a history repeat, and states and ops cache their hashes."""
+    cache: dict[tuple[Any, Any, Any], Any] = {}
+    get = cache.get
+    step_observed = mm.step_observed
+
+    def step(state: Any, input: Any, output: Any) -> Hashable | None:
+        key = (state, input, output)
+        after = get(key)
+        if after is None:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            got = step_observed(state, params, input, output)
+            after = cache[key] = _ILLEGAL if got is None else got
+        return None if after is _ILLEGAL else after
+
+    return step
 
 
 @attrs.frozen
@@ -47,18 +67,14 @@ class MmModel(BaseModel):
         return mm.State.empty()
 
     def step(self, state: Any, input: Any, output: Any) -> Hashable | None:
-        entry = _CACHES.get(id(self.params))
+        return self.stepper()(state, input, output)
+
+    def stepper(self) -> Callable[[Any, Any, Any], Hashable | None]:
+        """`step` with its cache looked up once (for loops that step many times)."""
+        entry = _STEPPERS.get(id(self.params))
         if entry is None or entry[0] is not self.params:
-            entry = _CACHES[id(self.params)] = (self.params, {})
-        cache = entry[1]
-        key = (state, input, output)
-        after = cache.get(key)
-        if after is None:
-            if len(cache) > _CACHE_LIMIT:
-                cache.clear()
-            got = mm.step_observed(state, self.params, input, output)
-            after = cache[key] = _ILLEGAL if got is None else got
-        return None if after is _ILLEGAL else after
+            entry = _STEPPERS[id(self.params)] = (self.params, _cached_step(self.params))
+        return entry[1]
 
     def pending_outcomes(self, state: Any, input: Any) -> Iterable[Hashable]:
         params = self.params

@@ -60,7 +60,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 import mm
-from stress.checker._types import Event
+from stress.checker._types import BY_CALL, Event
 
 U64 = 1 << 64
 GUARD_GAP_PAGES = 256
@@ -193,7 +193,7 @@ def _covered(ranges: list[Range], cover: list[Range]) -> bool:
 
 def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
     """Split at clean cuts (see the module docstring); each segment starts from empty."""
-    order = sorted(events, key=_by_call)
+    order = sorted(events, key=BY_CALL)
     segments: list[list[Event]] = []
     current: list[Event] = []
     made: list[Range] = []  # ranges mmaps of the current segment may have mapped
@@ -248,10 +248,6 @@ def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event
     if current:
         segments.append(current)
     return segments
-
-
-def _by_call(e: Event) -> int:
-    return e.call
 
 
 def components(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
@@ -323,14 +319,17 @@ def partition(
     params: mm.Params,
     *,
     split_above: int = SMALL,
+    holding: Event | None = None,
     segments: Sequence[list[Event]] | None = None,
 ) -> list[list[Event]]:
     """Time cuts, then footprint components inside each segment, then time cuts again.
 
     Segments of at most ``split_above`` events stay whole (a coarser partition is always sound,
-    and a small part is cheaper to search than to split). ``segments``: the events' time
-    segments when the caller has them already (`time_segments` of them, or clean-cut pieces
-    of the events each starting from the empty space: a streamed history's).
+    and a small part is cheaper to search than to split). With ``holding``, only the segment
+    that holds that event (by identity) is split further: the race pass's confirming search
+    needs just its part. ``segments``: the events' time segments when the caller has them
+    already (`time_segments` of them, or clean-cut pieces of the events each starting from
+    the empty space: a streamed history's).
     """
     parts: list[list[Event]] = []
     ends: dict[int, Bounds] = {}  # by op identity: identical calls share one op
@@ -339,24 +338,45 @@ def partition(
     space = params.task_size - params.mmap_min_addr
     guard = GUARD_GAP_PAGES * page
 
+    never: dict[tuple[int, int], bool] = {}  # impossible(), by (op identity, result)
+
+    def bounds_of(op: mm.Op) -> Bounds:
+        got = ends.get(id(op))
+        if got is None:
+            got = ends[id(op)] = bounds(op, params)
+        return got
+
     def hopeless(e: Event, short: bool, room: int) -> bool:
         if e.ret is None:
             return False
         op = e.input
-        got = ends.get(id(op))
-        if got is None:
-            got = ends[id(op)] = bounds(op, params)
-        if impossible(op, e.output, params, got):
+        key = (id(op), e.output)
+        bad = never.get(key)
+        if bad is None:
+            bad = never[key] = impossible(op, e.output, params, bounds_of(op))
+        if bad:
             return True
         if not short or e.output != -mm.ENOMEM:
             return False
+        got = bounds_of(op)
         if mm.is_nonfixed(op):  # no room to be short of, unless the arguments say so
             return got[0] >= 0 and room >= mm.page_length(op.length, page)
         return footprint(op, e.output, params) == MAP_COUNT
 
+    lengths: dict[int, int] = {}  # what an op may map, by identity (0: not an mmap)
+
+    def asks(op: mm.Op) -> int:
+        got = lengths.get(id(op))
+        if got is None:
+            got = lengths[id(op)] = mm.page_length(op.length, page) if op.kind == "mmap" else 0
+        return got
+
     for segment in time_segments(events, params) if segments is None else segments:
+        if holding is not None and not any(e is holding for e in segment):
+            parts.append(segment)
+            continue
         short = 2 * len(segment) < params.max_map_count  # the count cannot reach the limit
-        asked = sum(mm.page_length(e.input.length, page) for e in segment if e.input.kind == "mmap")
+        asked = sum(asks(e.input) for e in segment)
         room = (space - asked) // (2 * len(segment) + 1) - guard
         lost = [e for e in segment if hopeless(e, short, room)]
         if lost:  # parts of their own, first (the engine searches the smallest first)

@@ -9,11 +9,20 @@ from stress.checker._types import CheckResult, Counterexample, Event
 from stress.verdict import Verdict
 
 
-def _time(ns: int | None, origin: int) -> str:
-    if ns is None:
+def _time(stamp: int | None, origin: int, clock: str = "ns") -> str:
+    """A stamp relative to ``origin``, in its clock's unit (ns/µs, or scheduler steps)."""
+    if stamp is None:
         return "no response"
-    delta = ns - origin
+    delta = stamp - origin
+    if clock == "steps":
+        return f"step {delta}"
     return f"{delta} ns" if delta < 10_000 else f"{delta / 1000:.1f} µs"
+
+
+def clock_of(header: Any) -> str:
+    """The history's clock ("ns" or "steps", from its header's extra; "ns" when unsaid)."""
+    extra = getattr(header, "extra", None) or {}
+    return "steps" if extra.get("clock") == "steps" else "ns"
 
 
 def render(model: MmModel, result: CheckResult, original: int | None, header: Any = None) -> str:
@@ -28,12 +37,19 @@ def render(model: MmModel, result: CheckResult, original: int | None, header: An
     cx = result.counterexample
     if cx is not None:
         candidate = result.verdict is not Verdict.VIOLATION
-        lines.extend(counterexample_lines(model, cx, original, candidate=candidate))
+        lines.extend(
+            counterexample_lines(model, cx, original, candidate=candidate, clock=clock_of(header))
+        )
     return "\n".join(lines)
 
 
 def counterexample_lines(
-    model: MmModel, cx: Counterexample, original: int | None, *, candidate: bool = False
+    model: MmModel,
+    cx: Counterexample,
+    original: int | None,
+    *,
+    candidate: bool = False,
+    clock: str = "ns",
 ) -> list[str]:
     """The counterexample: its calls, the longest order found, and why each next call fails.
 
@@ -53,7 +69,7 @@ def counterexample_lines(
         e = events[k]
         lines.append(
             f"  [{k}] task {e.task}: {model.describe_operation(e)}   "
-            f"({_time(e.call, origin)} .. {_time(e.ret, origin)})"
+            f"({_time(e.call, origin, clock)} .. {_time(e.ret, origin, clock)})"
         )
     if cx.linearized:
         lines.append("longest order that explains a prefix:")

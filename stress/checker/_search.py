@@ -104,10 +104,12 @@ def time_order(events: Sequence[Event]) -> list[tuple[int, int, int]]:
     """The calls and returns as (time, kind, event) in list order: kind 0 a call, 1 a return.
 
     At equal times calls come before returns (touching calls are concurrent), except within a
-    task. A task's calls are sequential (program order, by call stamp): a call took effect
-    before its task's next call started, so where its return is stamped at or after that start
-    it is placed at the start, just before the next call. That is all program order implies
-    (its linearization point precedes the next call, so also every call invoked later). Entries
+    task. A task's calls are sequential (program order: by call stamp, then return stamp, so
+    of two calls stamped at one instant the one that also returned then came first): a call
+    took effect before its task's next call started, so where its return is stamped at or
+    after that start it is placed at the start, just before the next call. That is all
+    program order implies (its linearization point precedes the next call, so also every call
+    invoked later). Entries
     at one instant: other calls, then each task's chain (return, next call, its return if
     chained too, ...), then other returns. A call with no response stays free: its task may
     have gone on without it.
@@ -119,7 +121,7 @@ def time_order(events: Sequence[Event]) -> list[tuple[int, int, int]]:
     moved: dict[int, int] = {}  # event -> the time its return is placed at
     seq = [0] * len(events)
     for mine in by_task.values():
-        mine.sort(key=lambda i: (events[i].call, i))
+        mine.sort(key=lambda i: _program_key(events[i], i))
         for pos, i in enumerate(mine):
             seq[i] = pos
         for a, b in itertools.pairwise(mine):
@@ -145,6 +147,15 @@ def time_order(events: Sequence[Event]) -> list[tuple[int, int, int]]:
 
     entries.sort(key=key)
     return entries
+
+
+def _program_key(e: Event, i: int) -> tuple[int, int, int]:
+    """A call's place in its task's program order: call stamp, return stamp (no response:
+    last), position in the history."""
+    return (e.call, _NEVER if e.ret is None else e.ret, i)
+
+
+_NEVER = 1 << 128  # after every return stamp
 
 
 def check_partition(model: Model, events: Sequence[Event], deadline: float | None) -> PartOutcome:

@@ -5,17 +5,22 @@ Nothing here knows about `mm`: a model adapts any sequential specification to th
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import msgspec
 
 from stress.verdict import Verdict
 
 
-@attrs.frozen
-class Event:
+class Event(msgspec.Struct, frozen=True, gc=False):
     """One call of a history: completed (``ret`` set) or pending (``ret is None``).
+
+    A frozen msgspec Struct rather than an attrs class: a history holds millions of events,
+    and a Struct is built about ten times faster and is not tracked by the cyclic GC (it
+    refers only to immutable values). `replace` gives a changed copy.
 
     A pending call got no response: it may have taken effect at any time after ``call``, or
     never. ``output`` is ignored for pending calls. ``call``/``ret`` are ordered integers
@@ -32,6 +37,13 @@ class Event:
     def pending(self) -> bool:
         """True when the call has no response."""
         return self.ret is None
+
+    def replace(self, **changes: Any) -> Event:
+        """A copy with ``changes`` (field names as keywords)."""
+        return msgspec.structs.replace(self, **changes)
+
+
+BY_CALL = operator.attrgetter("call")  # sort key: events in call order (C speed)
 
 
 @runtime_checkable

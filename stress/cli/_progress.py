@@ -3,7 +3,9 @@
 Both read the runner's `RunStats` and the driver's `Live` hints (and what the live judge has
 checked so far) from the per-round callback and redraw at most a few times a second, so
 progress costs nothing measurable per round; the live judge's first violation is printed at
-once.
+once. After the race, `phase(name, text)` prints one status line per later phase (check,
+report) on stderr, so a long check or report is never silent; `done` says how long the phase
+took.
 """
 
 from __future__ import annotations
@@ -43,7 +45,29 @@ def violation_line(live: Live) -> str:
     return f"[mmrace] VIOLATION found live in round {live.first_violation}: {live.violation}"
 
 
-class PlainProgress:
+class _Phases:
+    """The status lines of the phases after the race (one line each, on stderr)."""
+
+    stream: IO[str]
+    _phase: tuple[str, float] | None = None
+
+    def phase(self, name: str, text: str) -> None:
+        """Say that phase ``name`` starts and what it does (ends the previous phase)."""
+        self.done()
+        self._phase = (name, time.monotonic())
+        print(f"[mmrace] {name}: {text}", file=self.stream, flush=True)
+
+    def done(self) -> None:
+        """Say how long the current phase took (nothing when none is running)."""
+        if self._phase is None:
+            return
+        name, started = self._phase
+        self._phase = None
+        took = time.monotonic() - started
+        print(f"[mmrace] {name}: done in {took:.1f} s", file=self.stream, flush=True)
+
+
+class PlainProgress(_Phases):
     """A line on `stream` every `every` seconds (for logs and pipes)."""
 
     def __init__(self, stream: IO[str] | None = None, every: float = PLAIN_EVERY) -> None:
@@ -73,7 +97,7 @@ class PlainProgress:
         pass
 
 
-class RichProgress:
+class RichProgress(_Phases):
     """A rich progress bar: rounds (of the total or of the time budget), ops, rate, violations."""
 
     def __init__(self, stats_total: int | None, time_budget: float | None) -> None:
@@ -88,6 +112,7 @@ class RichProgress:
             transient=True,
         )
         self._budget = time_budget
+        self.stream = sys.stderr
         total: Any = stats_total if stats_total else (time_budget or None)
         self._task = self._progress.add_task("run", total=total, facts="", left="", rounds=0)
         self._progress.start()

@@ -59,6 +59,7 @@ def _rows(figures: list[Any]) -> list[dict[str, Any]]:
             "target": f.target,
             "ok": f.ok,
             "note": f.note,
+            "skipped": f.skipped,
         }
         for f in figures
     ]
@@ -74,6 +75,10 @@ def _checker(repeat: int) -> list[dict[str, Any]]:
 def _format(section: str, rows: list[dict[str, Any]]) -> str:
     lines = [f"== {section}"]
     for r in rows:
+        if r.get("skipped"):
+            lines.append(f"  skip {r['name']}")
+            lines.append(f"         {r['note']}")
+            continue
         value = f"{r['value']:,.3f}".rstrip("0").rstrip(".") + f" {r['unit']}".rstrip()
         target = "" if r["target"] is None else f"target {r['target']:,g} {r['unit']}"
         mark = "ok  " if r["ok"] else "MISS"

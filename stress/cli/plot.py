@@ -19,19 +19,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write DIR/plots/*.<format>: a sweep's (DIR/sweep.json), mutants' (DIR/mutants.json), or
-    else a run's plots."""
-    from plots import save
-    from stress.report import MUTANTS_FILE, SWEEP_FILE, load_mutants, load_run, load_sweep
+    else a run's plots (drawn in parallel, byte for byte as the run drew them)."""
+    from typing import Any
+
+    from stress.report import (
+        MUTANTS_FILE,
+        SWEEP_FILE,
+        load_mutants,
+        load_run,
+        load_sweep,
+        render_plots,
+    )
     from stress.rundir import PLOTS_DIR
 
     run_dir: Path = args.run_dir
     out = run_dir / PLOTS_DIR
+    data: Any
     if (run_dir / SWEEP_FILE).is_file():
-        paths = save.write_sweep(load_sweep(run_dir / SWEEP_FILE), out, args.format)
+        kind, data = "sweep", load_sweep(run_dir / SWEEP_FILE)
     elif (run_dir / MUTANTS_FILE).is_file():
-        paths = save.write_mutants(load_mutants(run_dir / MUTANTS_FILE), out, args.format)
+        kind, data = "mutants", load_mutants(run_dir / MUTANTS_FILE)
     else:
-        paths = save.write_run(load_run(run_dir).run, out, args.format)
-    for path in paths:
+        kind, data = "run", load_run(run_dir).run
+    images = render_plots(kind, data, args.format)  # in parallel worker processes
+    out.mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        path = out / f"{name}.{args.format}"
+        path.write_bytes(image)
         print(path)
     return 0

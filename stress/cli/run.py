@@ -89,6 +89,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--wrapper", default=None, help="agent target: command prefix")
     parser.add_argument(
+        "--engine",
+        default=None,
+        choices=("native", "python"),
+        help="kernel target: race with the C racer (native, default; built on first use, the "
+        "Python engine when no C compiler is found) or with Python threads",
+    )
+    parser.add_argument(
+        "--agent",
+        default=None,
+        choices=("python", "native"),
+        help="agent target: the child is `python -m stress.agent` (python, default) or the "
+        "static C agent (native, built on first use; for runtimes without Python)",
+    )
+    parser.add_argument(
         "--agent-timeout",
         default=None,
         help="agent target: seconds to wait for each answer (default $MMRACE_AGENT_TIMEOUT or 10)",
@@ -218,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--wrapper: empty command")
         if args.target != "agent":
             raise UsageError("--wrapper: only the agent target runs a command")
+    if args.engine is not None and args.target != "kernel":
+        raise UsageError("--engine: only the kernel target has engines (native or python)")
+    if args.agent is not None and args.target != "agent":
+        raise UsageError("--agent: only with --target agent")
     timeout = _number("--agent-timeout", args.agent_timeout, float, 0.001)
     if timeout is not None and args.target != "agent":
         raise UsageError("--agent-timeout: only the agent target waits for answers")
@@ -248,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         preemptions=int(DEFAULT_PREEMPTIONS if preemptions is None else preemptions),
         max_schedules=int(DEFAULT_MAX_SCHEDULES if max_schedules is None else max_schedules),
         granularity=args.granularity or "line",
+        engine=args.engine or "native",
+        agent=args.agent or "python",
     )
     try:
         target = make_target(options)
@@ -263,6 +283,12 @@ def run(args: argparse.Namespace) -> int:
         file=info,
         flush=True,
     )
+    if not args.no_report and args.target not in REAL_TARGETS:
+        # the plot workers import matplotlib on another core while the race runs (not beside a
+        # kernel or agent race: a busy core beside it would change the interleavings it sees)
+        from stress.report import warm_up
+
+        warm_up()
     progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
     summary = perform(
         config,
@@ -276,7 +302,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+    if progress is not None and not args.no_report:
+        progress.phase("report", "drawing the plots (in parallel) and writing report.html")
     _write_report(out, not args.no_report, args.junit, sys.stderr if args.json else sys.stdout)
+    if progress is not None:
+        progress.done()
     return int(summary["exit_code"])
 
 

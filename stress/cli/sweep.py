@@ -1,7 +1,9 @@
 """`mmrace sweep WORKLOAD --tasks 1,2,4,...`: one run per task count, then the scaling plots.
 
-Each size is a normal run directory DIR/tasks-N (history, summary, report); DIR/sweep.json
-collects one point per size and DIR/plots/ gets throughput.png and contention.png.
+Each size is a normal run directory DIR/tasks-N (history, summary, report; with `--repeats K`,
+K of them: DIR/tasks-N-rI); DIR/sweep.json collects one point per size (the repeats added up,
+with each repeat's latency percentiles), DIR/plots/ gets throughput.png, contention.png and
+latency-percentiles.png, and DIR/sweep.html shows them with a table of the sizes.
 Exit status as for `mmrace run`: 0 all OK, 1 any violation, 3 any run could not judge.
 """
 
@@ -34,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scheduler", default="random", help="model target: random (default), pct or trio"
     )
     parser.add_argument("--check-timeout", default="60", help="seconds per check (default 60)")
+    parser.add_argument(
+        "--repeats", default="1", help="runs per task count (default 1; seeds seed, seed+1, ...)"
+    )
     parser.add_argument("--no-reports", action="store_true", help="no report.html per size")
     parser.add_argument("--out", type=Path, required=True, help="sweep directory")
 
@@ -96,20 +101,54 @@ def run_size(
         probes=view.run.probes,
         lost=view.run.lost,
         verdict=str(summary["verdict"]),
+        latency_percentiles=_percentiles(view.run.latencies),
+        clock=view.run.latencies.clock,
     )
     return summary, point
 
 
+def _percentiles(latencies: Any) -> tuple[tuple[float, float, float], ...]:
+    """(p50, p90, p99) of all racing calls' latencies (nearest rank), () when none."""
+    from plots.race import percentile
+
+    values = sorted(float(v) for sample in latencies.by_class().values() for v in sample)
+    if not values:
+        return ()
+    return ((percentile(values, 50), percentile(values, 90), percentile(values, 99)),)
+
+
+def combine(points: list[Any]) -> Any:
+    """The repeats of one size as one point: counts and times added, the overlap ratio
+    weighted by rounds, the worst verdict, every repeat's percentiles kept."""
+    import attrs
+
+    from stress.verdict import Verdict, worst
+
+    rounds = sum(p.rounds for p in points)
+    return attrs.evolve(
+        points[0],
+        rounds=rounds,
+        operations=sum(p.operations for p in points),
+        seconds=sum(p.seconds for p in points),
+        overlap_ratio=sum(p.overlap_ratio * p.rounds for p in points) / rounds if rounds else 0.0,
+        probes=sum(p.probes for p in points),
+        lost=sum(p.lost for p in points),
+        verdict=worst(Verdict.parse(p.verdict) for p in points).value,
+        latency_percentiles=tuple(v for p in points for v in p.latency_percentiles),
+        repeats=len(points),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every size, print one progress line each, save sweep.json and the plots."""
-    from plots import save
     from plots.data import SweepData
     from stress.errors import UsageError
-    from stress.report import SWEEP_FILE, sweep_to_json
+    from stress.report import SWEEP_FILE, sweep_to_json, write_sweep_report
     from stress.verdict import Verdict, worst
 
     sizes = parse_tasks(args.tasks)
     rounds = _positive("--rounds", args.rounds, int)
+    repeats = _positive("--repeats", args.repeats, int)
     _positive("--check-timeout", args.check_timeout, float)
     if args.scheduler not in SCHEDULERS:
         raise UsageError(f"--scheduler: unknown scheduler {args.scheduler!r}")
@@ -132,14 +171,21 @@ def run(args: argparse.Namespace) -> int:
     points = []
     verdicts = []
     dirs = {}
+    runs: dict[int, list[str]] = {}
     for tasks in sizes:
-        size_dir = out / f"tasks-{tasks}"
-        _summary, point = run_size(args, tasks, rounds, seed, size_dir)
+        done = []
+        for k in range(repeats):
+            name = f"tasks-{tasks}" if repeats == 1 else f"tasks-{tasks}-r{k + 1}"
+            _summary, one = run_size(args, tasks, rounds, seed + k, out / name)
+            done.append(one)
+            runs.setdefault(tasks, []).append(name)
+        point = combine(done)
         points.append(point)
         verdicts.append(point.verdict)
-        dirs[tasks] = size_dir.name
+        dirs[tasks] = runs[tasks][0]
+        again = f" ({repeats} repeats)" if repeats > 1 else ""
         print(
-            f"  tasks {tasks:>4}: {point.rounds} rounds, {point.operations} racing calls in "
+            f"  tasks {tasks:>4}: {point.rounds} rounds{again}, {point.operations} racing calls in "
             f"{point.seconds:.2f} s ({point.throughput:,.0f} calls/s), overlap "
             f"{100 * point.overlap_ratio:.0f}%, probes lost {100 * point.lost_share:.0f}%, "
             f"{point.verdict}",
@@ -151,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     data = sweep_to_json(sweep)
     for p in data["points"]:
         p["run_dir"] = dirs[p["tasks"]]
+        p["run_dirs"] = runs[p["tasks"]]
     (out / SWEEP_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    for path in save.write_sweep(sweep, out / "plots"):
+    for path in write_sweep_report(out, sweep, runs):
         print(path)
     return worst(Verdict.parse(v) for v in verdicts).exit_code

@@ -3,6 +3,9 @@
 ``--target agent --wrapper "qemu-x86_64"`` runs ``qemu-x86_64 <sys.executable> -m stress.agent``
 (the wrapper split with shlex): the racing calls are then made inside the emulator or sandbox,
 which is what is under test. Without a wrapper the child is a plain second Python process.
+With ``--agent native`` (`TargetOptions.agent`) the child is the static C agent instead
+(`native/agent.c`, built into the per-user cache on first use by `_native.build`), for
+runtimes that cannot run Python: ``qemu-x86_64 ~/.cache/mmrace/<hash>/mmrace-agent``.
 
 The parent speaks JSON Lines over the child's stdin/stdout (docs/targets.md has the protocol):
 hello, open, one request per serial batch or race, bye. Stamps are the child's monotonic ns.
@@ -35,6 +38,8 @@ import trio
 
 import mm
 from stress.errors import UsageError
+from stress.harness._native import NativeUnavailable
+from stress.harness._native import build as build_native
 from stress.harness._target import RaceOutcome, TargetOptions, really_raced
 from stress.history import Operation
 
@@ -127,6 +132,15 @@ class AgentTarget:
     ) -> None:
         options = options if options is not None else TargetOptions(spec="agent")
         self.wrapper = tuple(options.wrapper)
+        self.kind = options.agent
+        self._native: str | None = None  # the static native agent's path
+        if self.kind == "native":
+            try:
+                self._native = str(build_native("agent"))
+            except NativeUnavailable as exc:
+                raise UsageError(f"--agent native: {exc}") from None
+        elif self.kind != "python":
+            raise UsageError(f"--agent: {self.kind!r} is not one of python, native")
         if timeout is None:
             timeout = options.timeout
         if timeout is None:
@@ -146,7 +160,8 @@ class AgentTarget:
         self.params = options.params if options.params is not None else self._params(info)
         self.describe: dict[str, Any] = {
             "wrapper": shlex.join(self.wrapper),
-            "agent": {k: info.get(k) for k in ("uname", "python", "executable")},
+            "agent": {k: info.get(k) for k in ("uname", "python", "executable")}
+            | {"kind": self.kind},
             "timeout": self.timeout,
             "gate": gate,
         }
@@ -157,13 +172,18 @@ class AgentTarget:
 
     # --- start-up --------------------------------------------------------------------------
 
+    def _command(self, *extra: str) -> list[str]:
+        if self._native is not None:
+            return [*self.wrapper, self._native, *extra]
+        return child_command(self.wrapper, *extra)
+
     def _place(self) -> str:
         return f"--wrapper {shlex.join(self.wrapper)}" if self.wrapper else "--target agent"
 
     def _probe(self) -> dict[str, Any]:
         """Run ``stress.agent --hello`` once, synchronously: is the wrapper usable, and what
         machine does the child see (its params are what the history is judged by)."""
-        argv = child_command(self.wrapper, "--hello")
+        argv = self._command("--hello")
         try:
             done = subprocess.run(
                 argv, capture_output=True, timeout=self.timeout, env=self.env, check=False
@@ -205,7 +225,7 @@ class AgentTarget:
 
     async def open(self, tasks: int, space: Space) -> None:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in aclose)
-        argv = child_command(self.wrapper)
+        argv = self._command()
         try:
             self._proc = await trio.lowlevel.open_process(
                 argv,

@@ -5,9 +5,16 @@ Every call goes through a `mm.kernel.KernelSpace` fenced into arenas: the worklo
 /proc/self/maps) plus any region the workload declares outside it (`declare_regions`, e.g. page
 0), each verified free before use. A fixed call outside every arena is never issued.
 
-The threads come from a `stress.agent._worker.WorkerPool`, created once and released together each
-round by its start gate; ctypes drops the GIL during each system call, so the calls can
-overlap in the kernel.
+Engines (`TargetOptions.engine`, `--engine`): "native" (the default of the command line) races
+with the C racer (`_native.NativeRacer`: pthreads released by a futex gate, stamps and raw
+system calls in C, one ctypes call per round, the GIL released for all of it); when it cannot be
+built (no C compiler) a one-line note says so and the Python engine runs instead. "python":
+the threads come from a `stress.agent._worker.WorkerPool`, created once and released together
+each round by its start gate; ctypes drops the GIL during each system call, so the calls can
+overlap in the kernel. Either way the records are the same `Operation` values.
+A native race that has not finished `timeout` seconds after its release (a call that never
+returns) is recorded with that call pending, reported as a problem (the run is UNKNOWN) and
+ends the run (`dead`): the stuck racer is never reused.
 
 Interference: before every race the target checks that nothing it did not create is mapped in
 its arenas. "Created" is the union of the page ranges its own successful mmap calls returned
@@ -55,6 +62,7 @@ from stress.agent import Record, WorkerError, WorkerPool
 from stress.errors import UsageError
 from stress.harness._fenced import FencedSpace as _FencedSpace
 from stress.harness._fenced import gaps, insert_range, merge_ranges
+from stress.harness._native import NativeRacer, NativeUnavailable, encode
 from stress.harness._target import RaceOutcome, TargetOptions
 from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
 from stress.history import Operation
@@ -69,6 +77,8 @@ _BOUND_CACHE = 4096  # fenced ops remembered (cleared when full)
 PROBE_LIMIT = 32  # more gaps than this to probe: read /proc/self/maps instead
 SENTINEL_PAGES = 64  # setup pages given sentinel bytes per round, at most
 SENTINEL_SIZE = 16
+RACE_TIMEOUT = 30.0  # seconds a native race may take before it counts as hung
+ENGINES = ("native", "python")
 _RW = mm.PROT_READ | mm.PROT_WRITE
 
 
@@ -90,9 +100,18 @@ class KernelTarget:
         *,
         gate: str = "barrier",
         regions: Iterable[tuple[int, int]] = (),
+        engine: str | None = None,
     ) -> None:
         require_linux("--target kernel")
         options = options if options is not None else TargetOptions(spec="kernel")
+        self.engine = engine if engine is not None else options.engine
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
+        self.timeout = options.timeout if options.timeout is not None else RACE_TIMEOUT
+        self.dead: str | None = None  # a native race hung: no more rounds
+        self.note: str | None = None  # why the native engine is not used
+        self._native: NativeRacer | None = None
+        self._encoded: dict[mm.Op, bytes] = {}  # fenced ops as the racer reads them
         self.params = options.params if options.params is not None else mm.kernel.host_params()
         self.gate = gate
         self.page = k.page_size()
@@ -110,7 +129,7 @@ class KernelTarget:
         self._reported: set[str] = set()
         self._sentinels: dict[int, bytes] = {}  # page: the bytes written there (this round)
         self._sentinel_round = -1
-        self.describe: dict[str, Any] = {"gate": gate}
+        self.describe: dict[str, Any] = {"gate": gate, "engine": self.engine}
 
     def declare_regions(self, regions: Iterable[tuple[int, int]]) -> None:
         """Ranges outside the space the workload may touch (`Workload.regions`); before open."""
@@ -134,7 +153,18 @@ class KernelTarget:
             raise UsageError(f"--target kernel: {exc}") from None
         self.space = _FencedSpace(*self.arenas)
         self._occupancy = Occupancy.open(self.arenas[0])
-        self._pool = WorkerPool(tasks, gate=self.gate, name="mmrace-kernel", inline=True)
+        if self.engine == "native":
+            try:
+                self._native = NativeRacer(tasks)
+                self.describe["gate"] = "futex (native)"
+            except NativeUnavailable as exc:
+                self.note = f"--engine native: {exc}; racing with the Python engine"
+                print(f"mmrace: {self.note}", file=sys.stderr, flush=True)
+                self.engine = "python"
+                self.describe.update(engine="python", engine_note=self.note)
+        if self._native is None:
+            self._pool = self._python_pool(tasks)
+        self._tasks = tasks
         self.describe.update(
             threads=tasks,
             arenas=[f"[{a.base:#x}, {a.end:#x})" for a in self.arenas],
@@ -142,10 +172,16 @@ class KernelTarget:
             interference_check=self._occupancy.method,
         )
 
+    def _python_pool(self, tasks: int) -> WorkerPool:
+        return WorkerPool(tasks, gate=self.gate, name="mmrace-kernel", inline=True)
+
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await trio.to_thread.run_sync(pool.close)
+        native, self._native = self._native, None
+        if native is not None:
+            native.close()
         if self.space is not None:
             self.space.close()
         self._occupancy.close()
@@ -158,7 +194,10 @@ class KernelTarget:
     # --- rounds ----------------------------------------------------------------------------
 
     async def run_serial(self, round_index: int, ops: Sequence[mm.Op]) -> list[Operation]:
-        """Setup/cleanup: a few fast system calls, issued from the trio thread itself."""
+        """Setup/cleanup: a few fast system calls, issued from the trio thread itself (none
+        once a race hung: its call may hold the kernel's locks)."""
+        if self.dead is not None:
+            return []
         [calls] = self._bind([ops])
         clock = time.monotonic_ns
         records = []
@@ -172,9 +211,16 @@ class KernelTarget:
         return records
 
     async def run_race(self, round_index: int, plans: Sequence[Sequence[mm.Op]]) -> RaceOutcome:
+        if self.dead is not None:
+            return RaceOutcome([], [], False)  # reported in the round it hung
+        if self._native is not None:
+            encoded = self._encode(plans)
+            if encoded is not None:
+                return await self._race_native(round_index, plans, encoded)
         bound = self._bind(plans)
         pool = self._pool
-        assert pool is not None
+        if pool is None:  # native engine, a round with a call it cannot make (a stray unmap)
+            pool = self._pool = self._python_pool(self._tasks)
         problems = self.interference()
         try:
             # Blocking the trio thread for the round is deliberate: fenced kernel calls take
@@ -189,6 +235,52 @@ class KernelTarget:
         content = self._read_back(round_index)
         await self._pause()
         return RaceOutcome(records, problems, _really_raced(raw), content)
+
+    async def _race_native(
+        self, round_index: int, plans: Sequence[Sequence[mm.Op]], encoded: list[list[bytes]]
+    ) -> RaceOutcome:
+        native = self._native
+        assert native is not None
+        problems = self.interference()
+        raw, finished = native.run(encoded, self.timeout)  # blocks: see run_race's comment
+        records = _records(round_index, plans, raw)
+        self._note_created(records)
+        if not finished:
+            hung = [
+                str(task)
+                for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
+                if len(got) < len(plan) or (got and got[-1][2] is None)
+            ]
+            self.dead = (
+                f"--target kernel: a race call did not return within {self.timeout:g} s "
+                f"(task {', '.join(hung)}, round {round_index}); the run stops"
+            )
+            self._sentinels = {}
+            return RaceOutcome(records, [*problems, self.dead], False)
+        content = self._read_back(round_index)
+        await self._pause()
+        return RaceOutcome(records, problems, _really_raced(raw), content)
+
+    def _encode(self, plans: Sequence[Sequence[mm.Op]]) -> list[list[bytes]] | None:
+        """The plans as the native racer reads them, each op fenced first (`_bind`); None when
+        an op needs a call the racer cannot make (`KernelSpace.apply` for a stray range)."""
+        get = self._encoded.get
+        out = []
+        for plan in plans:
+            row = []
+            for op in plan:
+                got = get(op)
+                if got is None:
+                    [[(fn, _args)]] = self._bind([[op]])
+                    if fn == self.space.apply:  # type: ignore[union-attr]
+                        return None  # (not remembered, as in `_bind_one`)
+                    got = encode(op)
+                    if len(self._encoded) >= _BOUND_CACHE:
+                        self._encoded.clear()
+                    self._encoded[op] = got
+                row.append(got)
+            out.append(row)
+        return out
 
     # --- content oracle --------------------------------------------------------------------
 

@@ -62,7 +62,11 @@ class TargetOptions:
     `noise`: inject seeded scheduling noise at yield points (model-threads).
     `schedule`: recorded decisions to replay instead of choosing (controlled scheduler).
     `timeout`: seconds a target may wait for one answer (the agent's per-request deadline, a
-    plug-in call's deadline); None: the target's default.
+    plug-in call's deadline, the kernel target's deadline for a race); None: the target's default.
+    `engine`: the kernel target's racing threads, "native" (the C racer, `_native`; the Python
+    engine with a note when it cannot be built) or "python" (`stress.agent.WorkerPool`).
+    `agent`: the agent target's child, "python" (``python -m stress.agent``) or "native" (the
+    static C agent, `native/agent.c`).
     """
 
     spec: str = "model"
@@ -78,6 +82,8 @@ class TargetOptions:
     preemptions: int = 2
     max_schedules: int = 10_000
     granularity: str = "line"
+    engine: str = "native"
+    agent: str = "python"
 
 
 @runtime_checkable

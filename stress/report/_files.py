@@ -69,6 +69,9 @@ def sweep_to_json(sweep: SweepData, extra: dict[str, Any] | None = None) -> dict
                 "lost": p.lost,
                 "verdict": p.verdict,
                 "throughput": p.throughput,
+                "repeats": p.repeats,
+                "clock": p.clock,
+                "latency_percentiles": [list(v) for v in p.latency_percentiles],
             }
             for p in sweep.points
         ],
@@ -95,6 +98,9 @@ def load_sweep(path: Path) -> SweepData:
                 probes=field(p, "probes", int, at),
                 lost=field(p, "lost", int, at),
                 verdict=field(p, "verdict", str, at),
+                latency_percentiles=_percentiles(p.get("latency_percentiles"), at),
+                clock=str(p.get("clock", "ns")),
+                repeats=int(p.get("repeats", 1)),
             )
         )
     return SweepData(
@@ -103,6 +109,21 @@ def load_sweep(path: Path) -> SweepData:
         seed=field(d, "seed", int, where),
         points=tuple(points),
     )
+
+
+def _percentiles(data: Any, where: str) -> tuple[tuple[float, float, float], ...]:
+    """A point's per-repeat (p50, p90, p99); absent in sweeps written before repeats."""
+    if data is None:
+        return ()
+    ok = isinstance(data, list) and all(
+        isinstance(v, list)
+        and len(v) == 3
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        for v in data
+    )
+    if not ok:
+        raise UsageError(f"{where}: 'latency_percentiles' must be a list of [p50, p90, p99]")
+    return tuple((float(v[0]), float(v[1]), float(v[2])) for v in data)
 
 
 # --- mutants -----------------------------------------------------------------------------------

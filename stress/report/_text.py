@@ -81,6 +81,17 @@ def exploration_line(e: dict[str, Any] | None) -> str:
     return text
 
 
+def plain(value: Any) -> str:
+    """A JSON value in words: lists comma-joined, no Python reprs (quotes, brackets, None)."""
+    if isinstance(value, list | tuple):
+        return ", ".join(plain(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={plain(v)}" for k, v in value.items())
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def _info(info: dict[str, Any]) -> str:
-    parts = [f"{k}={v}" for k, v in info.items() if v not in (None, "", False)]
+    parts = [f"{k}={plain(v)}" for k, v in info.items() if v not in (None, "", False, [], {})]
     return ", ".join(parts) or "-"

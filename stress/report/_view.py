@@ -18,6 +18,7 @@ import attrs
 
 from plots.data import (
     Latencies,
+    LatencyOverTime,
     LockWaits,
     OutcomeRow,
     RunData,
@@ -26,7 +27,7 @@ from plots.data import (
 )
 from stress.errors import UsageError
 from stress.report._files import field, read_json
-from stress.report._text import exploration_line
+from stress.report._text import exploration_line, plain
 from stress.rundir import RUN_FILE, SUMMARY_FILE
 from stress.verdict import Verdict, worst
 
@@ -68,6 +69,8 @@ class RunView:
     problems: tuple[str, ...] = ()
     counterexample: Timeline | None = None
     replay: str | None = None
+    rerun: str | None = None
+    host: tuple[tuple[str, str], ...] = ()
     compat_outcomes: tuple[OutcomeRow, ...] = ()  # when the compat reading differs
     overall: Verdict | None = None
 
@@ -103,7 +106,11 @@ def load_run(run_dir: Path) -> RunView:
     tasks = field(summary, "tasks", int, where)
     rounds = field(summary, "rounds", int, where)
     clock = field(summary, "clock", str, where)
-    scheduler = config.get("scheduler") if target.startswith("model") else None
+    info = summary.get("target_info") or {}
+    info = info if isinstance(info, dict) else {}
+    scheduler = info.get("scheduler") or (
+        config.get("scheduler") if target.startswith("model") else None
+    )
     check = field(summary, "check", dict, where)
     cex = _counterexample(check.get("counterexample_events"), clock, where)
     strict, compat = _outcomes(summary, where)
@@ -127,6 +134,10 @@ def load_run(run_dir: Path) -> RunView:
         scheduler=scheduler if isinstance(scheduler, str) else None,
         probes=int(race.get("probes") or 0),
         lost=int(race.get("lost") or 0),
+        in_flight=_pairs(race.get("in_flight")),
+        winner_rank=_pairs(race.get("winner_rank")),
+        latency_time=_over_time(race.get("latency_over_time"), clock),
+        engine=str(info["engine"]) if info.get("engine") else None,
     )
     return RunView(
         name=run_dir.resolve().name,
@@ -136,6 +147,8 @@ def load_run(run_dir: Path) -> RunView:
         problems=tuple(str(p) for p in summary.get("problems") or ()),
         counterexample=cex,
         replay=summary.get("replay"),
+        rerun=summary.get("rerun") if isinstance(summary.get("rerun"), str) else None,
+        host=_host(summary.get("host")),
         compat_outcomes=compat if compat != strict else (),
         overall=Verdict.parse(summary.get("verdict")),
     )
@@ -146,6 +159,52 @@ def _ints(values: Any, size: int | None = None) -> tuple[int, ...]:
     if size is not None and len(got) != size:
         got = (got + (0,) * size)[:size]
     return got
+
+
+def _pairs(values: Any) -> tuple[tuple[int, int], ...]:
+    if not isinstance(values, list):
+        return ()
+    return tuple((int(v[0]), int(v[1])) for v in values if isinstance(v, list) and len(v) == 2)
+
+
+def _over_time(data: Any, clock: str) -> LatencyOverTime | None:
+    if not isinstance(data, dict) or not data.get("bins"):
+        return None
+    bins = tuple(
+        (int(b["first_round"]), int(b["calls"]), float(b["mean"]), int(b["max"]))
+        for b in data["bins"]
+        if isinstance(b, dict)
+    )
+    return LatencyOverTime(int(data.get("bin_rounds") or 1), bins, clock)
+
+
+def _host(data: Any) -> tuple[tuple[str, str], ...]:
+    """The run's host in words (summary.json "host"; absent in older summaries)."""
+    if not isinstance(data, dict):
+        return ()
+    rows = [
+        ("kernel", str(data.get("kernel", ""))),
+        ("page size", _bytes(data.get("page_size"))),
+        ("mmap_min_addr", _hex(data.get("mmap_min_addr"))),
+        ("LSM mmap_min_addr", _hex(data.get("lsm_mmap_min_addr"))),
+        (
+            "privilege",
+            ""
+            if data.get("privileged") is None
+            else "CAP_SYS_RAWIO held"
+            if data["privileged"]
+            else "unprivileged (no CAP_SYS_RAWIO)",
+        ),
+    ]
+    return tuple((k, v) for k, v in rows if v)
+
+
+def _hex(value: Any) -> str:
+    return f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else ""
+
+
+def _bytes(value: Any) -> str:
+    return f"{value} bytes" if isinstance(value, int) and not isinstance(value, bool) else ""
 
 
 def _latencies(data: Any, clock: str) -> Latencies:
@@ -231,7 +290,10 @@ def _counterexample(data: Any, clock: str, where: str) -> Timeline | None:
         field(e, "call", int, at)
     linearized = field(data, "linearized", list, at)
     stuck = [(field(s, "event", int, at), str(s.get("why", ""))) for s in data.get("stuck", [])]
-    title = f"Counterexample: {len(linearized)} calls linearized, then stuck on {len(stuck)}"
+    n = len(linearized)
+    title = (
+        f"Counterexample: {n} call{'' if n == 1 else 's'} linearized, then stuck on {len(stuck)}"
+    )
     return counterexample_timeline(events, linearized, stuck, title, clock)
 
 
@@ -334,8 +396,8 @@ def _facts(summary: dict[str, Any], config: dict[str, Any]) -> tuple[tuple[str, 
     rows = [
         ("workload", str(s.get("workload_ref") or s.get("workload"))),
         ("target", str(s.get("target"))),
-        ("target details", ", ".join(f"{k}={v}" for k, v in info.items() if v not in (None, ""))),
-        ("scheduler", str(config.get("scheduler", ""))),
+        ("target details", _details(info)),
+        ("scheduler", _scheduler(s, config)),
         ("tasks", str(s.get("tasks"))),
         ("rounds", str(s.get("rounds"))),
         ("seed", str(s.get("seed"))),
@@ -347,6 +409,27 @@ def _facts(summary: dict[str, Any], config: dict[str, Any]) -> tuple[tuple[str, 
         ("exploration", exploration_line(s.get("exploration"))),
     ]
     return tuple((k, v) for k, v in rows if v not in ("", "None"))
+
+
+def _details(info: dict[str, Any]) -> str:
+    """target_info without the entries shown elsewhere (scheduler, clock) and the empty ones."""
+    return ", ".join(
+        f"{k}={plain(v)}"
+        for k, v in info.items()
+        if v not in (None, "", [], {}) and k not in ("scheduler", "clock")
+    )
+
+
+def _scheduler(summary: dict[str, Any], config: dict[str, Any]) -> str:
+    """The scheduler that chose the interleavings: only targets that have one (the model and
+    plug-ins say so in target_info); the kernel and agent targets race free OS threads."""
+    info = summary.get("target_info") or {}
+    chosen = info.get("scheduler") if isinstance(info, dict) else None
+    if chosen:
+        return str(chosen)
+    if str(summary.get("target", "")).startswith("model"):
+        return str(config.get("scheduler", ""))
+    return ""
 
 
 def _full_overlap(overlap: dict[str, Any], rounds: Any) -> str:

@@ -1,82 +1,96 @@
-"""Benchmark hook for `mmrace bench harness`: kernel-target race rounds/s against a bare loop.
+"""Benchmark hook for `mmrace bench harness`: kernel-target race rounds/s against a bare C loop.
 
-Both sides race the same round — every thread asks for the same page with
-MAP_FIXED_NOREPLACE, then one thread unmaps it — in the same process, one after the other,
-with the same system calls per round apart from the target's interference check:
-- bare: N threads calling the ctypes binding directly (`mm.kernel.raw_mmap`, then thread 0
-  `raw_munmap`), released by a `threading.Barrier` before the race and again before the
-  cleanup, nothing recorded, nothing checked;
-- target: `KernelTarget.run_race` + `run_serial(cleanup)` driven from trio (gate, call and
-  return stamps, arena fence, the interference check before the race, records as `Call`
-  values).
-Bare and target runs alternate `repeats` times; the figure is the median of the paired
-ratios target rounds/s / bare rounds/s (target: at least 0.8; a pair runs back to back, so
-both sides see about the same load). The target's time is the time spent inside its two calls
-per round: the benchmark's own overlap bookkeeping between rounds is left out.
+Every side races the same round — every thread asks for the same page with
+MAP_FIXED_NOREPLACE, then one thread unmaps it — in this process, one after the other:
+- bare: `native/bare.c` (shipped beside this module, built into the per-user cache on first
+  use): N pthreads released by the racer's own gate (`stress/harness/native/gate.h`), each
+  calls mmap once, the releaser unmaps the page; nothing recorded, nothing checked;
+- native: `KernelTarget(engine="native")`: `run_race` + `run_serial(cleanup)` driven from trio
+  (the C racer's gate, call and return stamps, arena fence, the interference check before the
+  race, `Operation` records, the content oracle's bookkeeping);
+- python: the same with `engine="python"` (the `WorkerPool` threads).
+The three alternate `repeats` times; the figure is the median of the paired ratios native
+rounds/s / bare rounds/s (target: at least 0.5). The targets' time is the time spent inside
+their two calls per round (the benchmark's own bookkeeping between rounds is left out). Each
+note also gives, for both engines, the share of rounds with all N calls in flight at one
+instant and the winners' fairness: Jain's index over the tasks' win counts (1 = every task won
+equally often, 1/N = one task won everything) and the top task's share of the wins.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import statistics
-import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+import attrs
 import trio
 
 import mm
 from mm import kernel as k
-from stress.agent import overlap
-from stress.harness import KernelTarget
+from stress.harness import KernelTarget, NativeUnavailable, build_native
 from stress.selftest._figure import Figure
 from workloads import Space
 
-RATIO_TARGET = 0.8
+RATIO_TARGET = 0.5
+BARE_SOURCE = Path(__file__).resolve().parent / "native" / "bare.c"
 
 
-def bare_rounds_per_second(threads: int, base: int, seconds: float) -> float:
-    """Rounds/s of the bare loop (see the module docstring)."""
+@attrs.frozen
+class Side:
+    """One timed run: rounds/s, share of rounds with all calls in flight, wins per task."""
+
+    rate: float
+    all_in_flight: float
+    wins: tuple[int, ...]
+
+
+def jain(wins: Sequence[int]) -> float:
+    """Jain's fairness index of the win counts: (sum x)^2 / (n * sum x^2)."""
+    total, squares = sum(wins), sum(w * w for w in wins)
+    return total * total / (len(wins) * squares) if squares else 0.0
+
+
+def top_share(wins: Sequence[int]) -> float:
+    return max(wins) / sum(wins) if sum(wins) else 0.0
+
+
+def bare_loop(threads: int, base: int, seconds: float) -> Side:
+    """The bare C loop (see the module docstring)."""
+    lib = ctypes.CDLL(str(build_native("bare", BARE_SOURCE)))
+    lib.mmr_bare.restype = ctypes.c_int
+    lib.mmr_bare.argtypes = [
+        ctypes.c_int,
+        ctypes.c_uint64,
+        ctypes.c_uint64,
+        ctypes.c_double,
+        ctypes.c_void_p,
+    ]
+    out = (ctypes.c_int64 * (4 + threads))()
+    if lib.mmr_bare(threads, base, k.page_size(), seconds, out) != 0:
+        raise NativeUnavailable(f"the bare loop could not start {threads} threads")
+    rounds, elapsed, full, nobody = out[0], out[1], out[2], out[3]
+    if nobody:
+        raise RuntimeError(f"bare loop: the page at {base:#x} was busy in {nobody} rounds")
+    return Side(rounds / (elapsed / 1e9), full / max(rounds, 1), tuple(out[4:]))
+
+
+async def target_side(threads: int, base: int, seconds: float, engine: str) -> Side:
+    """Rounds/s of the kernel target with `engine`, all-in-flight share, wins per task."""
     page = k.page_size()
-    barrier = threading.Barrier(threads)
-    state = {"rounds": 0, "stop": False}  # written by thread 0 only, before a barrier
-
-    def body(index: int) -> None:
-        raw_mmap, raw_munmap, wait = k.raw_mmap, k.raw_munmap, barrier.wait
-        deadline = time.perf_counter() + seconds
-        while True:
-            wait()
-            if state["stop"]:
-                return
-            raw_mmap(base, page, mm.PROT_READ | mm.PROT_WRITE, mm.NR)
-            wait()
-            if index == 0:
-                raw_munmap(base, page)
-                state["rounds"] += 1
-                state["stop"] = time.perf_counter() >= deadline
-
-    workers = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(threads)]
-    start = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    rounds = [state["rounds"]]
-    return rounds[0] / (time.perf_counter() - start)
-
-
-async def target_rounds_per_second(
-    threads: int, base: int, seconds: float, gate: str = "barrier"
-) -> tuple[float, float, float]:
-    """Rounds/s of the kernel target, the share of rounds that really raced (all tasks in
-    flight at once) and the share where at least two calls were in flight at once."""
-    page = k.page_size()
-    target = KernelTarget(gate=gate)
+    target = KernelTarget(engine=engine)
     await target.open(threads, Space(base, 1 << 30, page))
+    if target.engine != engine:
+        await target.aclose()
+        raise NativeUnavailable(target.note or f"engine {engine} unavailable")
     grab = [[mm.Op.mmap(base, page, mm.PROT_READ | mm.PROT_WRITE, mm.NR)] for _ in range(threads)]
     cleanup = [mm.Op.munmap(base, page)]
-    rounds = raced = paired = 0
-    busy = 0.0  # time inside the target's calls (the overlap bookkeeping is left out)
+    rounds = raced = 0
+    wins = [0] * threads
+    busy = 0.0  # time inside the target's calls (the bookkeeping here is left out)
     clock = time.perf_counter
     try:
         deadline = clock() + seconds
@@ -87,11 +101,23 @@ async def target_rounds_per_second(
             busy += clock() - start
             rounds += 1
             raced += outcome.overlapped
-            paired += overlap([[(c.result, c.call, c.ret)] for c in outcome.records]) >= 2
+            for rec in outcome.records:
+                if rec.result == base:
+                    wins[rec.task] += 1
     finally:
         await target.aclose()
-    n = max(rounds, 1)
-    return rounds / busy if busy else 0.0, raced / n, paired / n
+    return Side(rounds / busy if busy else 0.0, raced / max(rounds, 1), tuple(wins))
+
+
+def _medians(sides: Sequence[Side], n: int) -> str:
+    rate = statistics.median(s.rate for s in sides)
+    full = statistics.median(s.all_in_flight for s in sides)
+    return f"{rate:.0f} rounds/s, all {n} in flight {full:.0%}"
+
+
+def _fairness(sides: Sequence[Side]) -> str:
+    wins = [sum(col) for col in zip(*(s.wins for s in sides), strict=True)]
+    return f"Jain {jain(wins):.2f}, top task {top_share(wins):.0%} of wins"
 
 
 def bench_kernel(
@@ -99,46 +125,47 @@ def bench_kernel(
     seconds: float = 0.3,
     repeats: int = 5,
     base: int = k.FAR_BASE,
-    gate: str = "barrier",
 ) -> list[Figure]:
-    """The figures for `mmrace bench harness` (Linux only; 2 x repeats x seconds per count).
+    """The figures for `mmrace bench harness` (Linux only; 3 x repeats x seconds per count).
 
-    Bare loop and target alternate `repeats` times; each figure is the median of the paired
-    ratios (with the median rounds/s of each side in the note)."""
-    figures = []
-    arena = k.Arena.reserve(1 << 30, base)  # verifies the bare loop's page is free
+    Bare loop, native and python engines alternate `repeats` times; each figure is the median
+    of the paired ratios native / bare (medians of each side, shares and fairness in the note)."""
+    arena = k.Arena.reserve(1 << 30, base)  # verifies the page is free
     arena.release()
+    try:
+        build_native("bare", BARE_SOURCE)
+        build_native("racer")
+    except NativeUnavailable as exc:
+        return [Figure("kernel target, native engine", 0, "ratio", RATIO_TARGET, False, str(exc))]
+    figures = []
     for n in threads:
-        bares: list[float] = []
-        runs: list[tuple[float, float, float]] = []
+        bares: list[Side] = []
+        natives: list[Side] = []
+        pythons: list[Side] = []
         for _ in range(repeats):
-            bares.append(bare_rounds_per_second(n, base, seconds))
-            runs.append(trio.run(target_rounds_per_second, n, base, seconds, gate))
-        ratio = statistics.median(r[0] / b for r, b in zip(runs, bares, strict=True) if b)
-        got = statistics.median(r[0] for r in runs)
-        bare = statistics.median(bares)
-        raced = statistics.median(r[1] for r in runs)
-        paired = statistics.median(r[2] for r in runs)
+            bares.append(bare_loop(n, base, seconds))
+            natives.append(trio.run(target_side, n, base, seconds, "native"))
+            pythons.append(trio.run(target_side, n, base, seconds, "python"))
+        ratio = statistics.median(s.rate / b.rate for s, b in zip(natives, bares, strict=True))
+        py_ratio = statistics.median(s.rate / b.rate for s, b in zip(pythons, bares, strict=True))
+
         figures.append(
             Figure(
-                f"kernel target, {n} threads: rounds/s vs bare loop",
+                f"kernel target, {n} threads: native engine rounds/s vs bare C loop",
                 round(ratio, 3),
                 "ratio",
                 RATIO_TARGET,
                 ratio >= RATIO_TARGET,
-                f"{got:.0f} vs {bare:.0f} rounds/s (medians of {repeats}; bare: barrier, "
-                f"{n} x mmap, barrier, munmap; target adds stamps, fence, interference check, "
-                f"records; gate {gate}); really raced (all {n} in flight) {raced:.0%} of "
-                f"rounds, two or more in flight {paired:.0%}; "
-                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+                f"native {_medians(natives, n)}, {_fairness(natives)}; "
+                f"python {_medians(pythons, n)} (ratio {py_ratio:.2f}), {_fairness(pythons)}; "
+                f"bare C {_medians(bares, n)} "
+                f"(medians of {repeats}); load average {os.getloadavg()[0]:.1f} on "
+                f"{os.cpu_count()} CPUs",
             )
         )
     return figures
 
 
 if __name__ == "__main__":
-    import sys
-
-    chosen = sys.argv[1] if len(sys.argv) > 1 else "barrier"
-    for fig in bench_kernel(gate=chosen):
+    for fig in bench_kernel():
         print(f"{fig.name}: {fig.value} {fig.unit} (target {fig.target}, ok={fig.ok}) {fig.note}")

@@ -139,8 +139,11 @@ def bench_race(repeat: int = 1, operations: int = OPERATIONS) -> list[Figure]:
         f = measure(forged)
         t = {k: float(v) for k, v in f.items() if k in _TIMES}  # type: ignore[arg-type]
         found = f["verdict"] == "VIOLATION"
-        seconds = t["check"]
-        note = f"wall, after reading ({t['read']:.1f} s wall); no peer figure; {f['reason']}"
+        seconds = t["check_cpu"]
+        note = (
+            f"CPU time, after reading ({t['read_cpu']:.1f} s CPU; {t['check']:.1f} s wall); "
+            f"no peer figure; {f['reason']}"
+        )
         if not found:
             note = f"NOT FOUND: {f['verdict']}; " + note
         name = f"race {size}: forged double win found"

@@ -390,3 +390,13 @@ def test_an_unknown_verdict_shows_its_candidate_only_as_such() -> None:
     text = render(MmModel(params), result, None)
     assert "candidate counterexample, NOT confirmed" in text
     assert "\ncounterexample (" not in text
+
+
+def test_repeated_enomem_of_a_nonfixed_mmap_with_room_is_illegal_each_time() -> None:
+    """Two identical non-fixed mmaps refused with ENOMEM in an almost empty space: neither is
+    possible (the second is judged from the first one's memo, so both paths are covered)."""
+    params = mm.Params.reference()
+    anywhere = mm.Op.mmap(0, P, mm.PROT_READ, mm.MAP_PRIVATE | mm.MAP_ANONYMOUS)
+    events = [Event(0, anywhere, -mm.ENOMEM, 0, 1), Event(1, anywhere, -mm.ENOMEM, 0, 1)]
+    assert check_events(params, events, None, timeout=10).verdict is Verdict.VIOLATION
+    assert len(part.partition(events, params)) == 2  # each one a part of its own

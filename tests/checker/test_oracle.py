@@ -15,7 +15,7 @@ search, and the pool needs two).
 
 CI runs 150 examples per variant. A longer run (tens of thousands of examples), e.g.:
 
-    MMRACE_ORACLE_EXAMPLES=20000 .venv/bin/python -m pytest tests/checker/test_oracle.py \
+    MMRACE_ORACLE_EXAMPLES=20000 .venv/bin/python -m pytest tests/checker/test_oracle.py --timeout 0 \
         -k agrees -p no:cacheprovider
 
 (`MMRACE_ORACLE_EXAMPLES` is the number of examples per variant.)
@@ -336,6 +336,15 @@ KNOWN = [
             Call(1, _nr(B + P), B + P, 0, 2),
         ],
         True,
+        _PROGRAM_ORDER,
+    ),
+    _known(
+        "program-order-same-call-stamp",  # the call that returned at its own stamp came first
+        [
+            Call(0, _nr(B + P), -mm.EEXIST, 18, 21),
+            Call(0, _WRAP, B + P, 18, 18),
+        ],
+        False,
         _PROGRAM_ORDER,
     ),
     _known(

@@ -188,7 +188,6 @@ def test_bench_notes_give_the_peer_figure_and_ratio() -> None:
 
 @needs_data
 def test_minimize_shrinks_a_real_violation() -> None:
-    import attrs
 
     from stress.checker import minimize
 
@@ -198,5 +197,16 @@ def test_minimize_shrinks_a_real_violation() -> None:
     shrunk = minimize(model, events, timeout=30)
     assert check(model, shrunk).verdict is Verdict.VIOLATION
     assert len(shrunk) < len(events) // 2
-    originals = set(events) | {attrs.evolve(e, ret=None) for e in events}
+    originals = set(events) | {e.replace(ret=None) for e in events}
     assert set(shrunk) <= originals
+
+
+def test_bench_without_the_data_skips_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stress.selftest import bench_checker
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "absent"))
+    (figure,) = bench_checker.run(["porcupine"], repeat=1)
+    assert figure.skipped and figure.ok and figure.target is None
+    assert str(tmp_path / "absent") in figure.note and ENV_VAR in figure.note

@@ -45,7 +45,7 @@ def test_sweep_runs_every_size_and_saves_points(sweep_dir: Path) -> None:
 def test_sweep_draws_scaling_plots_and_plot_redraws_them(sweep_dir: Path) -> None:
     plots = sweep_dir / "plots"
     first = {p.name: p.read_bytes() for p in plots.iterdir()}
-    assert sorted(first) == ["contention.png", "throughput.png"]
+    assert sorted(first) == ["contention.png", "latency-percentiles.png", "throughput.png"]
     assert main(["plot", str(sweep_dir)]) == 0
     assert {p.name: p.read_bytes() for p in plots.iterdir()} == first
 
@@ -87,3 +87,33 @@ def test_malformed_sweep_file_is_a_usage_error(tmp_path: Path) -> None:
                     '"points": [{"tasks": "many"}]}')  # fmt: skip
     with pytest.raises(UsageError, match=r"points\[0\]: 'tasks' has the wrong type"):
         load_sweep(path)
+
+
+def test_sweep_repeats_and_its_html_page(tmp_path: Path) -> None:
+    from html.parser import HTMLParser
+
+    out = tmp_path / "r"
+    argv = ["sweep", "same-page", "--tasks", "1,3", "--rounds", "4", "--seed", "5"]
+    assert main([*argv, "--repeats", "2", "--out", str(out), "--no-reports"]) == 0
+    sweep = load_sweep(out / "sweep.json")
+    for p in sweep.points:
+        assert p.repeats == 2 and p.rounds == 8  # the repeats added up
+        assert len(p.latency_percentiles) == 2  # one (p50, p90, p99) per repeat
+        assert all(a <= b <= c for a, b, c in p.latency_percentiles)
+    raw = json.loads((out / "sweep.json").read_text())
+    assert raw["points"][1]["run_dirs"] == ["tasks-3-r1", "tasks-3-r2"]
+    page = (out / "sweep.html").read_text(encoding="utf-8")
+
+    class Rows(HTMLParser):
+        rows = 0
+        images = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.rows += tag == "tr"
+            self.images += tag == "img" and (dict(attrs).get("src") or "").startswith("data:")
+
+    parser = Rows()
+    parser.feed(page)
+    assert parser.rows == 3 and parser.images == 3  # a header and a row per size; 3 plots
+    assert 'href="tasks-3-r2/"' in page and "p99 (median, min–max)" in page
+    assert "http" not in page

@@ -1,4 +1,5 @@
-"""The agent target: `python -m stress.agent` in a child process, healthy, dying and hanging."""
+"""The agent target: `python -m stress.agent` (or the static native agent, `--agent native`) in
+a child process, healthy, dying and hanging: every test runs with both agents."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import mm
 from stress.cli import main
 from stress.history import load_history
 from tests.conftest import RunResult
+from tests.helpers import assert_judged_ok
 
 pytestmark = [
     pytest.mark.kernel,
@@ -22,32 +24,46 @@ B = 0x100000000000
 P = 4096
 
 
-def run(mmrace_run: Callable[..., RunResult], *extra: str, rounds: int = 20) -> RunResult:
-    argv = ["same-page", "--target", "agent", "--tasks", "4", "--rounds", str(rounds)]
-    return mmrace_run(*argv, "--seed", "5", *extra)
+@pytest.fixture(params=["python", "native"])
+def agent(request: pytest.FixtureRequest) -> str:
+    """Which agent the child is (`--agent`)."""
+    return str(request.param)
+
+
+def run(
+    mmrace_run: Callable[..., RunResult], agent: str, *extra: str, rounds: int = 20
+) -> RunResult:
+    argv = ["same-page", "--target", "agent", "--agent", agent, "--tasks", "4"]
+    return mmrace_run(*argv, "--rounds", str(rounds), "--seed", "5", *extra)
 
 
 def test_plain_child_is_judged_ok(
-    tmp_path: Path, mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    mmrace_run: Callable[..., RunResult],
+    capsys: pytest.CaptureFixture[str],
+    agent: str,
 ) -> None:
-    code, summary = run(mmrace_run)
-    assert code == 0, capsys.readouterr()
-    assert summary["verdict"] == "OK" and summary["problems"] == []
+    code, summary = run(mmrace_run, agent)
+    assert summary["problems"] == [], capsys.readouterr()
+    assert_judged_ok(code, summary)
     # 4 racing probes, 1 cleanup and the footprint check (probe and munmap) per round
     assert summary["operations"] == 20 * 7
     info = summary["target_info"]
     assert info["agent"]["uname"][0] == "Linux"
     assert isinstance(info["agent"]["pid"], int)
+    assert info["agent"]["kind"] == agent
+    assert (info["agent"]["python"] is None) == (agent == "native")
     header, ops = load_history(tmp_path / "run" / "history.jsonl")
     assert header.target == "agent"
     assert all(op.result is not None for op in ops)
 
 
 def test_wrapper_is_a_command_prefix(
-    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str]
+    mmrace_run: Callable[..., RunResult], capsys: pytest.CaptureFixture[str], agent: str
 ) -> None:
-    code, summary = run(mmrace_run, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
-    assert code == 0, capsys.readouterr()
+    code, summary = run(mmrace_run, agent, "--wrapper", "env MMRACE_WRAPPED=1", rounds=5)
+    assert summary["problems"] == [], capsys.readouterr()
+    assert_judged_ok(code, summary)
     assert summary["target_info"]["wrapper"] == "env MMRACE_WRAPPED=1"
 
 
@@ -66,10 +82,11 @@ def test_dying_child_leaves_pending_calls_and_an_unknown_verdict(
     monkeypatch: pytest.MonkeyPatch,
     fault: str,
     how: str,
+    agent: str,
 ) -> None:
     monkeypatch.setenv("MMRACE_AGENT_FAULT", fault)
     monkeypatch.setenv("MMRACE_AGENT_TIMEOUT", "1")
-    code, summary = run(mmrace_run, rounds=8)
+    code, summary = run(mmrace_run, agent, rounds=8)
     assert code == 3, capsys.readouterr()
     assert summary["verdict"] == "UNKNOWN"
     assert summary["problems"] == [f"agent {how} (in round 3, race)"]
@@ -108,14 +125,14 @@ def test_wrapper_that_fails_at_once_is_a_usage_error(
     assert "exited with status 7 without a hello (sandbox: no such profile)" in err[0]
 
 
-async def test_library_use_and_serial_death(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_library_use_and_serial_death(agent: str) -> None:
     """Direct use: records carry the child's stamps; a death in a serial batch is reported by
     the next race, and later batches are never sent."""
     from stress.harness._agent import AgentTarget
     from stress.harness._target import TargetOptions
     from workloads import Space
 
-    target = AgentTarget(TargetOptions(spec="agent"), timeout=5)
+    target = AgentTarget(TargetOptions(spec="agent", agent=agent), timeout=5)
     assert target.params.page_size == P
     await target.open(3, Space(B, 1 << 24, P))
     try:
@@ -137,3 +154,16 @@ async def test_library_use_and_serial_death(monkeypatch: pytest.MonkeyPatch) -> 
         assert nxt.problems == ["agent was killed by signal 9 (SIGKILL) (in round 0, serial)"]
     finally:
         await target.aclose()
+
+
+def test_native_agent_reports_interference(
+    mmrace_run: Callable[..., RunResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page mapped in the native agent's arena behind its back (the test switch
+    ``intrude:R`` maps one before race R's check) is interference: the run is UNKNOWN."""
+    monkeypatch.setenv("MMRACE_AGENT_FAULT", "intrude:2")
+    code, summary = run(mmrace_run, "native", rounds=4)
+    assert (code, summary["verdict"]) == (3, "UNKNOWN")
+    [problem] = summary["problems"]
+    assert problem.startswith("interference: [0x10003ffff000, 0x100040000000)")
+    assert problem.endswith("is mapped inside the arena but this run never mapped it")

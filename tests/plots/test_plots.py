@@ -95,7 +95,9 @@ def test_jain_index() -> None:
 def test_scheduler_note_only_for_lopsided_schedulers() -> None:
     assert "bimodal" in (scheduler_note("model", "trio") or "")
     assert scheduler_note("model", "random") is None
-    assert scheduler_note("kernel", None) is None
+    assert scheduler_note("agent", None) is None
+    assert "start order" in (scheduler_note("kernel", None) or "")  # the python engine's
+    assert scheduler_note("kernel", None, engine="native") is None
 
 
 def test_wins_per_task(ax: Axes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -277,7 +278,10 @@ def test_write_report_on_a_real_run(ok_run: Path) -> None:
     assert path == ok_run / "report.html"
     doc = parse(path.read_text(encoding="utf-8"))
     assert doc.errors == [] and doc.stack == []
-    names = ["outcomes", "wins", "latency", "lock-wait", "timeline"]
+    names = [
+        "outcomes", "wins", "winner-rank", "in-flight", "latency", "latency-time", "lock-wait",
+        "timeline",
+    ]  # fmt: skip
     assert [img["alt"] for img in doc.images] == [f"{n} plot" for n in names]
     assert sorted(p.name for p in (ok_run / "plots").iterdir()) == sorted(f"{n}.png" for n in names)
     view = load_run(ok_run)
@@ -294,6 +298,9 @@ def test_report_of_a_violation_shows_the_counterexample(bad_run: Path, tmp_path:
     doc = parse(page)
     assert "counterexample" in doc.sections and "replay" in doc.sections
     assert 'class="conflict"' in page
+    assert 'data-js="static"' in page and 'class="call stuck"' in page  # the explorer
+    text = json.loads((bad_run / "summary.json").read_text())["check"]["counterexample"]
+    assert "(step 0 .. step " in text and " ns" not in text  # the step clock, as steps
     root = ET.fromstring(junit.read_text(encoding="utf-8"))
     failed = [c.attrib["name"] for c in root.iter("testcase") if c.find("failure") is not None]
     assert "linearizability" in failed and "grading strict" in failed
