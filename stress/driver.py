@@ -9,6 +9,8 @@ backwards (the harness never grades, the report never re-judges).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import shlex
 import shutil
@@ -39,7 +41,7 @@ from stress.harness import (
     is_plugin,
     make_replay_target,
 )
-from stress.history import Header, HistoryReader, Operation, load_history, loads, read_history
+from stress.history import Header, Operation, follow_history, load_history, loads, read_history
 from stress.rundir import HISTORY_FILE, RUN_FILE, SCHEDULE_FILE, SUMMARY_FILE, WORKLOAD_COPY
 from stress.verdict import Verdict
 
@@ -137,11 +139,17 @@ def options_from_run_json(data: dict[str, Any], **overrides: Any) -> TargetOptio
 @attrs.define(eq=False)
 class Live:
     """What the progress display shows besides the harness's counts: rounds in which two
-    overlapping NOREPLACE probes both won (a hint only; the checker judges)."""
+    overlapping NOREPLACE probes both won (a hint only; the checker judges), and what the
+    judge racing beside the run has settled so far (`LiveJudge`)."""
 
     page_size: int = 4096
     double_wins: int = 0
     first_double_win: int | None = None
+    rounds_checked: int = 0  # the judge: rounds whose calls are all checked
+    verdict: str | None = None  # the judge's verdict so far (None: no judge, or nothing yet)
+    first_violation: int | None = None  # the round of the first confirmed violation
+    violation: str | None = None  # what it is
+    violation_seen: float | None = None  # time.monotonic() when this process learned of it
 
     def __call__(self, stats: RunStats, log: RoundLog) -> None:
         if grading.double_win(log.race.records, self.page_size):
@@ -176,11 +184,17 @@ def perform(
     stop: StopFlag | None = None,
     handle_sigint: bool = True,
     on_round: Callable[[RunStats, RoundLog], None] | None = None,
+    live_judge: bool = True,
+    stop_on_violation: bool = False,
 ) -> dict[str, Any]:
     """Run, check, grade and judge; writes DIR/summary.json and returns the summary dict.
 
-    Under the exhaustive scheduler each schedule is judged as it ends and the search stops at
-    the first failing one (its round is `first_failure` in the summary)."""
+    With ``live_judge`` a separate process (`LiveJudge`) checks and grades the history while
+    the race writes it, so when the race ends only its last segments are left to judge; the
+    verdict is the one `check_file` gives on the file. ``stop_on_violation`` ends the race at
+    the first violation the judge confirms. Under the exhaustive scheduler each schedule is
+    judged as it ends and the search stops at the first failing one (its round is
+    `first_failure` in the summary)."""
     live = Live(target.params.page_size)
     explorer = getattr(target, "explorer", None)
     searching = explorer is not None and not getattr(explorer, "replaying", False)
@@ -191,6 +205,12 @@ def perform(
         detector = RoundJudge(
             config.workload, config.target.seed, target.params, space, check_timeout
         )
+    stop = stop or StopFlag()
+    spec = GradeSpec(config.workload, config.tasks, config.target.seed, config.space)
+    judge = None
+    if live_judge:
+        judge = LiveJudge(config.out / HISTORY_FILE, spec, check_timeout, live, stop_on_violation)
+        judge.start(stop)
 
     def each_round(stats: RunStats, log: RoundLog) -> None:
         if detector is not None and not first_failure:
@@ -219,7 +239,10 @@ def perform(
                 config, target, stop=stop, on_round=each_round, handle_sigint=handle_sigint
             )
         )
-        header, reader = read_history(config.out / HISTORY_FILE)
+    except BaseException:
+        if judge is not None:
+            judge.close(kill=True)
+        raise
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -230,8 +253,8 @@ def perform(
     try:
         if stop.requested and not stats.interrupted:  # (came as the race was ending)
             stats.interrupted = stop.reason
-        return _judge_after_race(config, target, stats, header, reader, check_timeout, progress,
-                                 live, first_failure, seen)  # fmt: skip
+        return _judge_after_race(config, target, stats, judge, spec, check_timeout, progress,
+                                 live, first_failure, stop_on_violation, seen)  # fmt: skip
     finally:
         if deferring:
             signal.signal(signal.SIGINT, previous)
@@ -241,54 +264,59 @@ def _judge_after_race(
     config: RunConfig,
     target: Target,
     stats: RunStats,
-    header: Header,
-    reader: HistoryReader,
+    judge: LiveJudge | None,
+    spec: GradeSpec,
     check_timeout: float,
     progress: Any,
     live: Live,
     first_failure: dict[str, Any],
+    stop_on_violation: bool,
     seen: int,
 ) -> dict[str, Any]:
-    """Grade, check and summarize a finished race; a Ctrl-C or SIGTERM meanwhile (even one
-    whose KeyboardInterrupt Python swallowed in a ``__del__``: ``seen`` is the signal count
-    before) leaves the run incomplete."""
-    # Ctrl-C (or SIGTERM) from here on: judge what is there, as incomplete
-    late: str | None = None
-    phases = dict(stats.phases)
-    space = stats.space or workloads.Space.from_params(target.params)
-    grader = race = None
-    started = time.perf_counter()
-    ops: list[Operation] | None = None
+    """Finish judging a raced history (the live judge's tail, or all of it here), grade and
+    summarize. A Ctrl-C or SIGTERM meanwhile (even one whose KeyboardInterrupt Python
+    swallowed in a ``__del__``: ``seen`` is the signal count before) leaves the run
+    incomplete: what was judged is kept, an OK becomes UNKNOWN."""
     say = getattr(progress, "phase", None)
+    if say is not None:
+        note = f" (the live judge checked {live.rounds_checked:,} while racing)" if judge else ""
+        say("check", f"grading {stats.rounds:,} rounds and checking their operations{note}")
+    phases = dict(stats.phases)
+    ended = time.perf_counter()
+    late: str | None = None
+
+    def interrupted() -> JudgedRun:
+        nonlocal late
+        late = f"interrupted ({interruption()}) while checking"
+        return JudgedRun(
+            grading.CheckSummary(Verdict.UNKNOWN, f"check {late}", 0, 0, 0), None, None, 0.0, {}
+        )
+
     try:
-        ops = list(reader)
-        if say is not None:
-            say("check", f"grading {stats.rounds:,} rounds and checking {len(ops):,} operations")
-        grader, race = grading.grade_history(
-            config.workload, config.tasks, config.target.seed, target.params, space, ops,
-            reader.rounds,
-        )  # fmt: skip
-    except KeyboardInterrupt:
-        ops, late = None, f"interrupted ({interruption()}) while reading and grading the history"
-    phases["grade"] = time.perf_counter() - started
-    started = time.perf_counter()
-    if ops is None:
-        check = grading.CheckSummary(Verdict.UNKNOWN, f"not checked: {late}", 0.0, 0, 0)
-    else:
+        judged = judge.result() if judge is not None else None
+    except KeyboardInterrupt:  # while the judge finishes: stop judging, keep the rest
+        assert judge is not None
+        judge.close(kill=True)
+        judged = interrupted()
+    if judged is None:  # no judge, or it could not follow the file: judge it now
+        header, reader = read_history(config.out / HISTORY_FILE)
+        reader.allow_torn = True
         try:
-            check = summarize_check(header, ops, check_timeout)
+            judged = judge_stream(header, reader, check_timeout, grade=spec).summary()
+        except checker.OutOfOrder:
+            judged = _whole_run(config, spec, check_timeout)
         except KeyboardInterrupt:
-            late = f"interrupted ({interruption()}) while checking"
-            check = grading.CheckSummary(Verdict.UNKNOWN, f"check {late}", 0.0, 0, 0)
-    phases["check"] = time.perf_counter() - started
-    del ops
+            judged = interrupted()
+    phases["grade"] = judged.grade_seconds
+    phases["check"] = judged.check.seconds
+    phases["judge_tail"] = time.perf_counter() - ended
     if late is None and signals_seen() > seen:  # a signal whose KeyboardInterrupt was lost
         late = f"interrupted ({interruption()}) while grading and checking"
     if late is not None and not stats.interrupted:
         stats.interrupted = late
     judgement = grading.judge(
-        check,
-        grader,
+        judged.check,
+        judged.grader,
         rounds=stats.rounds,
         problems=stats.problems,
         problem_count=stats.problem_count,
@@ -302,8 +330,8 @@ def _judge_after_race(
         config,
         stats,
         judgement,
-        grader=grader,
-        race=race,
+        grader=judged.grader,
+        race=judged.race,
         live=live,
         phases=phases,
         target_name=target.name,
@@ -312,11 +340,199 @@ def _judge_after_race(
         replayable=target.clock == "steps",
         first_failure=first_failure or None,
     )
+    summary["judge"] = {
+        "live": judge is not None and judge.followed,
+        **judged.stream,
+        "first_violation": None
+        if live.first_violation is None
+        else {"round": live.first_violation, "what": live.violation},
+        "stopped_on_violation": stop_on_violation and live.first_violation is not None,
+    }
     write_summary(config.out, summary)
     done = getattr(progress, "done", None)
     if done is not None:
         done()
     return summary
+
+
+@attrs.frozen
+class JudgedRun:
+    """What judging a run's history gave, in plain picklable values (from the judge process
+    or from this one)."""
+
+    check: grading.CheckSummary
+    grader: grading.Grader | None
+    race: grading.RaceStats | None
+    grade_seconds: float
+    stream: dict[str, Any]
+
+
+def _whole_run(config: RunConfig, spec: GradeSpec, timeout: float) -> JudgedRun:
+    """The run judged with the whole history in memory (its lines are out of call order)."""
+    header, ops = load_history(config.out / HISTORY_FILE)
+    _, reader = read_history(config.out / HISTORY_FILE)
+    list(reader.records())
+    params = checker.params_of(header)
+    space = spec.space or workloads.Space.from_params(params, **(header.arena or {}))
+    started = time.perf_counter()
+    grader, race = grading.grade_history(
+        spec.workload, spec.tasks, spec.seed, params, space, ops, reader.rounds
+    )
+    seconds = time.perf_counter() - started
+    check = summarize_check(header, ops, timeout)
+    return JudgedRun(check, grader, race, seconds, {"segments": None, "out_of_order": True})
+
+
+class LiveJudge:
+    """A process beside the race that follows its history file (`follow_history`) and judges
+    it as a stream (`judge_stream`, the code `check_file` runs), so its verdict is the one
+    `mmrace check` gives on the file. The race's threads only write the file; a thread of this
+    process listens to the judge's messages and fills in `Live` (rounds checked, the verdict so
+    far, the first violation the moment it is confirmed; with ``stop_on_violation`` it asks
+    the race to stop then)."""
+
+    def __init__(
+        self,
+        path: Path,
+        spec: GradeSpec,
+        timeout: float,
+        live: Live,
+        stop_on_violation: bool = False,
+    ) -> None:
+        self.path = path
+        self.spec = spec
+        self.timeout = timeout
+        self.live = live
+        self.stop_on_violation = stop_on_violation
+        self.followed = False
+        self._final: tuple[Any, ...] | None = None
+        self._process: Any = None
+
+    def start(self, stop: StopFlag) -> None:
+        """Start the judge (a spawned process: the race's threads are not forked). When it
+        cannot start, the run is judged after the race instead."""
+        import multiprocessing
+        import os
+        import threading
+
+        self.path.unlink(missing_ok=True)  # never follow an older run's file
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        args = (child, str(self.path), self.spec, self.timeout, os.getpid())
+        try:
+            self._process = ctx.Process(target=_judge_process, args=args, daemon=True)
+            self._process.start()
+        except Exception:
+            self._process = None
+            return
+        finally:
+            child.close()
+        self._stop = stop
+        # Wait until the judge is up (its imports take a second or so), so that the race's
+        # first rounds are judged as promptly as the rest; a judge that does not come up is
+        # given up and the run judged after the race.
+        if not self._conn.poll(READY_SECONDS) or self._receive() != ("ready",):
+            self.close()
+            self._process = None
+            return
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> Any:
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def _listen(self) -> None:
+        live = self.live
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = message[0]
+            if kind == "progress":
+                live.rounds_checked, live.verdict = message[1], message[2]
+            elif kind == "violation":
+                live.violation_seen = time.monotonic()
+                live.first_violation, live.violation = message[1], message[2]
+                live.verdict = Verdict.VIOLATION.value
+                if self.stop_on_violation:
+                    self._stop.request(f"stopped at the first violation (round {message[1]})")
+            else:
+                self._final = message
+                return
+
+    def result(self) -> JudgedRun | None:
+        """Tell the judge the race is over, wait for its last segments; None when it failed
+        (then the caller judges the file itself, which names the problem)."""
+        if self._process is None:
+            return None
+        with contextlib.suppress(OSError):
+            self._conn.send("done")
+        self._thread.join()
+        self.close()
+        if self._final is None or self._final[0] != "result":
+            return None
+        self.followed = True
+        judged: JudgedRun = self._final[1]
+        return judged
+
+    def close(self, *, kill: bool = False) -> None:
+        """Wait for the judge process to end (``kill``: end it now)."""
+        if self._process is not None:
+            self._process.join(0 if kill else 5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._conn.close()
+
+
+PROGRESS_SECONDS = 0.1
+READY_SECONDS = 60.0  # generous: a loaded machine imports slowly
+
+
+def _judge_process(conn: Any, path: str, spec: GradeSpec, timeout: float, parent: int) -> None:
+    """The judge process (`LiveJudge`): follows the history until the race says it is done."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the race; the judge finishes
+    done = False
+
+    def finished() -> bool:
+        nonlocal done
+        if not done:
+            try:
+                done = conn.poll() and conn.recv() == "done"
+            except (EOFError, OSError):
+                done = True
+            done = done or os.getppid() != parent
+        return done
+
+    last = 0.0
+    told = False
+
+    def progress(stream: checker.StreamCheck, index: int) -> None:
+        nonlocal last, told
+        if stream.violation is not None and not told:
+            told = True
+            conn.send(("violation", stream.violation_round, stream.violation.reason))
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = now
+            conn.send(("progress", stream.last_round + 1, stream.verdict.value))
+
+    try:
+        conn.send(("ready",))
+        header, reader = follow_history(path, finished)
+        judged = judge_stream(header, reader, timeout, grade=spec, live=True, progress=progress)
+        conn.send(("result", judged.summary()))
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
 
 
 def no_race_hint(target: str, describe: dict[str, Any]) -> str:
@@ -531,26 +747,32 @@ def summarize_check(
 ) -> grading.CheckSummary:
     """Check the history; a violation's counterexample is minimized by the engine's sound steps
     (within the same time budget) and put in words, as `mmrace check` does."""
-    started = time.monotonic()
     try:
+        params = checker.params_of(header)
         result = checker.check_history(header, ops, timeout)
-        text = details = None
-        if result.counterexample is not None and result.verdict is Verdict.VIOLATION:
-            model = checker.MmModel(checker.params_of(header))
-            original = len(result.counterexample.events)
-            left = max(0.5, timeout - (time.monotonic() - started))
-            result = checker.minimized(model, result, left)
-            cx = result.counterexample
-            assert cx is not None  # minimized() keeps a counterexample
-            clock = "steps" if header.extra.get("clock") == "steps" else "ns"
-            lines = checker.counterexample_lines(model, cx, original, clock=clock)
-            text = "\n".join(lines).strip("\n")
-            details = counterexample_json(cx, original)
+        return check_summary(_finished(header, params, result, timeout, True))
     except UsageError:
         raise
-    except Exception as exc:  # a broken checker must not pass a run: UNKNOWN, with the reason
-        reason = f"checker failed: {type(exc).__name__}: {exc}"
-        return grading.CheckSummary(Verdict.UNKNOWN, reason, 0, 0, 0)
+    except Exception as exc:
+        return checker_failed(exc)
+
+
+def checker_failed(exc: Exception) -> grading.CheckSummary:
+    """A broken checker must not pass a run: UNKNOWN, with the reason."""
+    reason = f"checker failed: {type(exc).__name__}: {exc}"
+    return grading.CheckSummary(Verdict.UNKNOWN, reason, 0, 0, 0)
+
+
+def check_summary(checked: CheckedFile) -> grading.CheckSummary:
+    """A checked history's answer in plain values, a counterexample in words and as JSON."""
+    result = checked.result
+    text = details = None
+    cx = result.counterexample
+    if cx is not None and result.verdict is Verdict.VIOLATION:
+        clock = "steps" if checked.header.extra.get("clock") == "steps" else "ns"
+        lines = checker.counterexample_lines(checked.model, cx, checked.original, clock=clock)
+        text = "\n".join(lines).strip("\n")
+        details = counterexample_json(cx, checked.original)
     return grading.CheckSummary(
         result.verdict,
         result.reason,
@@ -601,7 +823,31 @@ def incomplete_history(trailer: dict[str, Any] | None) -> str | None:
 
 
 def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
-    """Judge any history file (streamed in; malformed input is a UsageError naming the line)."""
+    """Judge any history file as a stream, in memory bounded by its largest segment (malformed
+    input is a UsageError naming the line; a truncated file is judged up to its last complete
+    segment, UNKNOWN for the rest). A file whose lines are too far out of call order to be cut
+    as a stream is checked whole."""
+    header, reader = read_history(path)
+    reader.allow_torn = True
+    try:
+        checked = judge_stream(header, reader, timeout, minimize=minimize).checked
+    except checker.OutOfOrder:
+        checked = None
+    if checked is not None:
+        incomplete = incomplete_history(reader.trailer)
+        if incomplete is not None and checked.verdict is Verdict.OK:  # an interrupted run's
+            reason = f"{incomplete}; {checked.result.reason}"
+            result = attrs.evolve(checked.result, verdict=Verdict.UNKNOWN, reason=reason)
+            checked = attrs.evolve(checked, result=result)
+        return checked
+    reader.handle.close()
+    return check_whole_file(path, timeout, minimize=minimize)
+
+
+def check_whole_file(
+    path: Path | str, timeout: float | None, *, minimize: bool = True
+) -> CheckedFile:
+    """Judge a history file read whole into memory (lines in any order)."""
     header, reader = read_history(path)
     try:
         params = checker.params_of(header)
@@ -613,12 +859,162 @@ def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True
     if incomplete is not None and result.verdict is Verdict.OK:
         reason = f"{incomplete}; the {counted(len(events), 'operation')} it holds are linearizable"
         result = attrs.evolve(result, verdict=Verdict.UNKNOWN, reason=reason)
+    return _finished(header, params, result, timeout, minimize)
+
+
+def _finished(
+    header: Header,
+    params: mm.Params,
+    result: checker.CheckResult,
+    timeout: float | None,
+    minimize: bool,
+) -> CheckedFile:
     model = checker.MmModel(params)
     original = None
     if result.counterexample is not None and minimize and result.verdict is Verdict.VIOLATION:
         original = len(result.counterexample.events)
         result = checker.minimized(model, result, timeout)
     return CheckedFile(header, model, result, original)
+
+
+# --- judging a history as a stream -----------------------------------------------------------
+
+POINT_EVERY = 4096  # a file without round records: look for cuts every this many calls
+ROUND_CAP = 200_000  # calls of one round kept for grading (a harness round is far smaller)
+
+
+@attrs.frozen
+class GradeSpec:
+    """What grading a run's rounds needs besides the history (its header has the rest)."""
+
+    workload: workloads.Workload
+    tasks: int
+    seed: int
+    space: workloads.Space | None  # None: the arena of the header, as the runner chose it
+
+
+@attrs.define(eq=False)
+class StreamJudged:
+    """A history judged as a stream: the check (as `check_file` gives it), the grades when
+    asked for, and how the stream went."""
+
+    checked: CheckedFile
+    stream: checker.StreamCheck
+    grading: grading.RoundGrading | None
+    rounds: int  # round records read
+    truncated: str | None
+    grade_seconds: float
+
+    def summary(self) -> JudgedRun:
+        g = self.grading
+        return JudgedRun(
+            check_summary(self.checked),
+            g.grader if g else None,
+            g.stats if g else None,
+            self.grade_seconds,
+            self.to_json(),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.stream
+        return {
+            "segments": s.segments,
+            "largest_segment": s.largest,
+            "batches": s.batches,
+            "rounds_read": self.rounds,
+            "truncated": self.truncated,
+        }
+
+
+def truncation(reader: Any, rounds_read: int) -> str | None:
+    """Why a history read to its end is incomplete (None: it is not): a cut-short last line,
+    or no trailer (a history without one is never judged OK: the run may have been killed
+    mid-write; a tool that writes histories closes them with the trailer)."""
+    if reader.torn is not None:
+        return f"{reader.torn}, no trailer: the run was killed or its disk filled up"
+    if reader.trailer is None:
+        return "no trailer: the run was killed, its disk filled up, or it is still being written"
+    return None
+
+
+def judge_stream(
+    header: Header,
+    reader: Any,
+    timeout: float | None,
+    *,
+    minimize: bool = True,
+    grade: GradeSpec | None = None,
+    live: bool = False,
+    progress: Callable[[checker.StreamCheck, int], None] | None = None,
+) -> StreamJudged:
+    """Check (and with ``grade``, grade) a history as it is read: round by round, complete
+    segments checked as they end and dropped (`checker.StreamCheck`), so memory stays bounded
+    by the largest segment. ``progress(stream, round)`` after each round record."""
+    try:
+        params = checker.params_of(header)
+    except UsageError as exc:
+        raise UsageError(f"{reader.path}:1: {exc}") from None
+    # live: one process beside the race (a pool of checkers would take the race's cores)
+    stream = checker.StreamCheck(params, timeout=timeout, live=live, workers=1 if live else None)
+    rounds_grading = None
+    if grade is not None:
+        space = grade.space
+        if space is None:
+            arena = header.arena or {}
+            space = workloads.Space.from_params(
+                params, **{k: arena[k] for k in ("base", "size") if k in arena}
+            )
+        rounds_grading = grading.RoundGrading(
+            grade.workload, grade.tasks, grade.seed, params, space
+        )
+    current: list[tuple[Any, ...]] = []
+    current_round = -1
+    read = 0
+    grade_seconds = 0.0
+
+    def on_round(index: int, record: dict[str, Any]) -> None:
+        nonlocal current, read, grade_seconds
+        read += 1
+        if rounds_grading is not None:
+            started = time.perf_counter()
+            ops = [Operation(*f) for f in current] if current_round == index else []
+            rounds_grading.add(index, ops, record)
+            grade_seconds += time.perf_counter() - started
+        current = []
+        stream.point()
+        if progress is not None:
+            progress(stream, index)
+
+    reader.on_round = on_round
+    reader.keep_rounds = False  # handed to on_round as they come: keeping them would grow
+    event = checker.Event
+    add = stream.add
+    n = 0
+    enabled = gc.isenabled()
+    gc.disable()  # many small acyclic objects: spare the cyclic GC's rescans
+    try:
+        for fields in reader.records():
+            task, op, result, call, ret, rnd = fields
+            add(event(task, op, result, call, ret), rnd)
+            if rounds_grading is not None:
+                if rnd != current_round:
+                    current, current_round = [], rnd
+                if len(current) < ROUND_CAP:
+                    current.append(fields)
+            n += 1
+            if not read and not n % POINT_EVERY:
+                stream.point()
+                gc.collect(0)
+    finally:
+        if enabled:
+            gc.enable()
+    truncated = truncation(reader, read)
+    stream.finish(complete=truncated is None)
+    if progress is not None:  # what the last segments found, too
+        progress(stream, stream.last_round)
+    result = stream.result(truncated)
+    checked = _finished(header, params, result, timeout, minimize)
+    return StreamJudged(checked, stream, rounds_grading, read, truncated, grade_seconds)
 
 
 # --- replay ----------------------------------------------------------------------------------

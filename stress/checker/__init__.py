@@ -3,7 +3,8 @@
 The engine (`check`, `minimize`; values `Event`, `Model`/`BaseModel`, `CheckResult`,
 `Counterexample`) knows nothing of the domain: it imports nothing from `mm`. Beside it, the mm
 model (`MmModel`) with its sound reductions: the race pass, time cuts and footprint partitions
-(`check_events`, `check_history`), and counterexamples in words (`render`,
+(`check_events`, `check_history`; `StreamCheck` checks a history fed as a stream, segment by
+segment, in bounded memory), and counterexamples in words (`render`,
 `counterexample_lines`). The verdict is `stress.verdict.Verdict`: OK, VIOLATION or UNKNOWN.
 """
 
@@ -13,6 +14,7 @@ from stress.checker._mm_check import Tuning, check_events, minimized, witness
 from stress.checker._mm_model import MmModel, check_history, describe_state, params_of, to_events
 from stress.checker._mm_text import counterexample_lines, render, result_json
 from stress.checker._race_pass import Finding, race_pass
+from stress.checker._stream import BATCH_EVENTS, OutOfOrder, StreamCheck
 from stress.checker._types import (
     BaseModel,
     CheckResult,
@@ -23,6 +25,7 @@ from stress.checker._types import (
 from stress.verdict import Verdict
 
 __all__ = [
+    "BATCH_EVENTS",
     "BaseModel",
     "CheckResult",
     "Counterexample",
@@ -30,6 +33,8 @@ __all__ = [
     "Finding",
     "MmModel",
     "Model",
+    "OutOfOrder",
+    "StreamCheck",
     "Tuning",
     "Verdict",
     "check",

@@ -63,13 +63,15 @@ def check_events(
     timeout: float | None = None,
     workers: int | None = None,
     tuning: Tuning = Tuning(),
+    segments: Sequence[list[Event]] | None = None,
 ) -> CheckResult:
-    """Is the history linearizable with respect to the `mm` spec? (see the module docstring)."""
+    """Is the history linearizable with respect to the `mm` spec? (see the module docstring).
+    ``segments``: the events cut at clean cuts already (`_mm_partition.partition`)."""
     # The events are many long-lived acyclic objects: move them out of the cyclic GC's sight
     # for the duration of the check, so that collections triggered by the search stay cheap.
     gc.freeze()
     try:
-        return _check_events(params, events, rounds, timeout, workers, tuning)
+        return _check_events(params, events, rounds, timeout, workers, tuning, segments)
     finally:
         gc.unfreeze()
 
@@ -81,6 +83,7 @@ def _check_events(
     timeout: float | None,
     workers: int | None,
     tuning: Tuning,
+    segments: Sequence[list[Event]] | None = None,
 ) -> CheckResult:
     start = time.monotonic()
     model = MmModel(params, places_for(events, params))
@@ -89,7 +92,9 @@ def _check_events(
     if findings:
         finding = findings[0]
         first = events[finding.first]
-        parts = partition(events, params, split_above=tuning.split_above, holding=first)
+        parts = partition(
+            events, params, split_above=tuning.split_above, holding=first, segments=segments
+        )
         part = _part_of(parts, first)
         confirmed = check(model, part, timeout=timeout, partitioned=False, workers=1)
         if confirmed.verdict is not Verdict.OK:
@@ -110,7 +115,7 @@ def _check_events(
                 counterexample=confirmed.counterexample if found else None,
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
-    parts = partition(events, params, split_above=tuning.split_above)
+    parts = partition(events, params, split_above=tuning.split_above, segments=segments)
     rest = [part for part in parts if not (tuning.direct_orders and witness(model, part))]
     budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
     flat = [e for part in rest for e in part]

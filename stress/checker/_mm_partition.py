@@ -320,13 +320,16 @@ def partition(
     *,
     split_above: int = SMALL,
     holding: Event | None = None,
+    segments: Sequence[list[Event]] | None = None,
 ) -> list[list[Event]]:
     """Time cuts, then footprint components inside each segment, then time cuts again.
 
     Segments of at most ``split_above`` events stay whole (a coarser partition is always sound,
     and a small part is cheaper to search than to split). With ``holding``, only the segment
     that holds that event (by identity) is split further: the race pass's confirming search
-    needs just its part.
+    needs just its part. ``segments``: the events' time segments when the caller has them
+    already (`time_segments` of them, or clean-cut pieces of the events each starting from
+    the empty space: a streamed history's).
     """
     parts: list[list[Event]] = []
     ends: dict[int, Bounds] = {}  # by op identity: identical calls share one op
@@ -368,7 +371,7 @@ def partition(
             got = lengths[id(op)] = mm.page_length(op.length, page) if op.kind == "mmap" else 0
         return got
 
-    for segment in time_segments(events, params):
+    for segment in time_segments(events, params) if segments is None else segments:
         if holding is not None and not any(e is holding for e in segment):
             parts.append(segment)
             continue

@@ -1,9 +1,11 @@
 """Live progress: a rich bar on a terminal, a plain line every few seconds otherwise.
 
-Both read the runner's `RunStats` and the driver's `Live` hints from the per-round callback
-and redraw at most a few times a second, so progress costs nothing measurable per round.
-After the race, `phase(name, text)` prints one status line per later phase (check, report) on
-stderr, so a long check or report is never silent; `done` says how long the phase took.
+Both read the runner's `RunStats` and the driver's `Live` hints (and what the live judge has
+checked so far) from the per-round callback and redraw at most a few times a second, so
+progress costs nothing measurable per round; the live judge's first violation is printed at
+once. After the race, `phase(name, text)` prints one status line per later phase (check,
+report) on stderr, so a long check or report is never silent; `done` says how long the phase
+took.
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ def _left(stats: RunStats) -> str:
 
 
 def _facts(stats: RunStats, live: Live) -> str:
+    judged = ""
+    if live.verdict is not None:
+        judged = f"  checked {live.rounds_checked:,} rounds: {live.verdict} so far"
     return (
         f"{stats.operations:,} ops  {stats.throughput:,.0f} ops/s  "
-        f"overlap {100 * stats.overlap_ratio:.0f}%  double wins {live.double_wins}"
+        f"overlap {100 * stats.overlap_ratio:.0f}%  double wins {live.double_wins}" + judged
     )
+
+
+def violation_line(live: Live) -> str:
+    """The live judge's first violation, as the progress display announces it."""
+    return f"[mmrace] VIOLATION found live in round {live.first_violation}: {live.violation}"
 
 
 class _Phases:
@@ -64,8 +74,12 @@ class PlainProgress(_Phases):
         self.stream = stream or sys.stderr
         self.every = every
         self._next = time.monotonic() + every
+        self._told = False
 
     def __call__(self, stats: RunStats, live: Live) -> None:
+        if live.first_violation is not None and not self._told:  # at once, not every 5 s
+            self._told = True
+            print(violation_line(live), file=self.stream, flush=True)
         now = time.monotonic()
         if now < self._next:
             return
@@ -103,8 +117,12 @@ class RichProgress(_Phases):
         self._task = self._progress.add_task("run", total=total, facts="", left="", rounds=0)
         self._progress.start()
         self._next = 0.0
+        self._told = False
 
     def __call__(self, stats: RunStats, live: Live) -> None:
+        if live.first_violation is not None and not self._told:
+            self._told = True
+            self._progress.console.print(violation_line(live))
         now = time.monotonic()
         if now < self._next:
             return

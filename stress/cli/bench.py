@@ -2,7 +2,9 @@
 
 `harness` is the harness's own (`stress.selftest.bench_harness`, plus the kernel target's
 figures from `stress.selftest.bench_kernel`); `checker` runs the benchmarks registered in
-`stress.selftest.bench_checker` and `stress.selftest.bench_race`, imported only when asked for.
+`stress.selftest.bench_checker` and `stress.selftest.bench_race`, imported only when asked for;
+`stream` (`stress.selftest.bench_stream`, only when named) the tail after a long race, `mmrace
+check` on a synthetic history of --ops operations, and the live first-violation latency.
 Exit status: 0 when every figure met its target, 1 otherwise.
 """
 
@@ -14,12 +16,28 @@ from typing import Any
 
 from stress.verdict import Verdict
 
-HELP = "measure speed: checker, harness"
+HELP = "measure speed: checker, harness, stream"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "what", nargs="?", default="all", choices=("harness", "checker", "all"), help="which"
+        "what",
+        nargs="?",
+        default="all",
+        choices=("harness", "checker", "stream", "all"),
+        help="which",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=300.0,
+        help="stream: race time of the tail runs (default 300)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=50_000_000,
+        help="stream: operations of the synthetic history (default 50M)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
@@ -83,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
         sections["harness"] = _rows(figures)
     if args.what in ("checker", "all"):
         sections["checker"] = _checker(args.repeat or 3)
+    if args.what == "stream":  # long by design (two races of --seconds): only when named
+        from stress.selftest import bench_stream
+
+        if not args.seconds > 0 or args.ops < 1:
+            raise UsageError("--seconds and --ops: must be positive")
+        figures = bench_stream.run(args.seconds, args.ops, kernel=not args.no_kernel)
+        sections["stream"] = _rows(figures)
     if args.json:
         print(json.dumps(sections, indent=2))
     else:

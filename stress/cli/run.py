@@ -119,6 +119,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_CHECK_TIMEOUT),
         help=f"seconds for the linearizability check (default {DEFAULT_CHECK_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--stop-on-violation",
+        action="store_true",
+        help="end the run at the first violation the live judge confirms (default: full budget)",
+    )
+    parser.add_argument(
+        "--no-live-judge",
+        action="store_true",
+        help="judge the history after the race instead of while it races",
+    )
     parser.add_argument("--json", action="store_true", help="print summary.json instead of text")
     parser.add_argument("--no-progress", action="store_true", help="no live progress")
     parser.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
@@ -271,7 +281,14 @@ def run(args: argparse.Namespace) -> int:
 
         warm_up()
     progress = make_progress(not args.no_progress, rounds, budget)  # type: ignore[arg-type]
-    summary = perform(config, target, check_timeout=check_timeout, progress=progress)
+    summary = perform(
+        config,
+        target,
+        check_timeout=check_timeout,
+        progress=progress,
+        live_judge=not args.no_live_judge,
+        stop_on_violation=args.stop_on_violation,
+    )
     return report_phase(out, summary, args, format_summary, progress)
 
 

@@ -1,12 +1,13 @@
 """Grading: each round's outcome graded by its workload (jcstress-style), and the run's verdict.
 
-`grade_history` reads a run's history once, round by round, and feeds a `Grader` (the outcome
+`grade_history` reads a run's history once, round by round (`RoundGrading`: one round at a
+time, as a stream), and feeds a `Grader` (the outcome
 histogram in the strict and compat readings) and `RaceStats` (the aggregates the report draws).
 `judge` combines the checker's answer (`CheckSummary`), the grades and the harness's problems
 into the run's `Judgement`, in the one verdict vocabulary of `stress.verdict`.
 """
 
-from stress.grading._history import grade_history
+from stress.grading._history import RoundGrading, grade_history
 from stress.grading._judge import CheckSummary, Judgement, judge
 from stress.grading._outcomes import (
     CLOBBERED,
@@ -42,6 +43,7 @@ __all__ = [
     "Judgement",
     "RaceStats",
     "RoundGrade",
+    "RoundGrading",
     "RoundResult",
     "call_class",
     "clobbered",

@@ -3,12 +3,14 @@
 A history is a JSON Lines file (docs/history-format.md): one header line, then one line per
 operation, round records, and a trailer. `Operation` is the one record of a call that happened,
 from the target to the file to the checker; `HistoryWriter` streams a history out and
-`read_history` streams it back, validating every line.
+`read_history` streams it back, validating every line (`follow_history`: while it is still
+being written).
 """
 
 from stress.history._reader import (
     BATCH,
     HistoryReader,
+    follow_history,
     load_history,
     loads,
     parse_header,
@@ -43,6 +45,7 @@ __all__ = [
     "Operation",
     "call_fields",
     "encode_operation",
+    "follow_history",
     "host_kernel",
     "load_history",
     "loads",

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -37,6 +39,7 @@ from stress.history._record import (
 _T_MAX = 1 << 63
 _FD_MAX = 1 << 31
 BATCH = 2048  # lines read from the file at once
+SHARED_CALLS = 1 << 16  # distinct calls whose `Op` is shared at a time
 
 # msgspec checks int bounds only within int64; the upper bounds of 2^64 stay in Python.
 _Nat = Annotated[int, msgspec.Meta(ge=0)]
@@ -162,7 +165,8 @@ class HistoryReader:
 
     Round records and the trailer are collected on the way: ``rounds`` maps a round index to
     its record, ``trailer`` is the ``end`` record (None until read, or when the run was killed).
-    Identical calls share one `Op` object, which keeps large histories small in memory.
+    Identical calls share one `Op` object, which keeps large histories small in memory (the
+    last `SHARED_CALLS` distinct ones: a stream of calls that vary without end stays bounded).
     """
 
     path: Path
@@ -171,6 +175,12 @@ class HistoryReader:
     rounds: dict[int, dict[str, Any]] = attrs.Factory(dict)
     keep_rounds: bool = True  # False: validate round records but do not keep them
     trailer: dict[str, Any] | None = None
+    # called with each round record as it is read (after the round's calls were yielded)
+    on_round: Callable[[int, dict[str, Any]], None] | None = None
+    # True: a last line that is cut short (no newline, not a record) ends the history instead
+    # of being an error; ``torn`` then says where (a killed run, a full disk)
+    allow_torn: bool = False
+    torn: str | None = None
 
     def __iter__(self) -> Iterator[Operation]:
         for fields in self.records():
@@ -186,10 +196,11 @@ class HistoryReader:
         decode = _DECODE_LINE
         failed = msgspec.DecodeError  # ValidationError is one too
         lineno = self.lineno
+        read_batch = getattr(handle, "read_batch", None)
         try:
             while True:
                 try:
-                    batch = list(islice(handle, BATCH))
+                    batch = read_batch() if read_batch else list(islice(handle, BATCH))
                 except UnicodeDecodeError:
                     raise UsageError(f"{path}:{lineno + 1}: not UTF-8 text") from None
                 except OSError as exc:
@@ -220,6 +231,8 @@ class HistoryReader:
                             key = (v.k, v.a, v.n, v.p, v.f, v.fd, v.o)
                             c = calls.get(key)
                             if c is None:
+                                if len(calls) >= SHARED_CALLS:  # bounded: a stream's calls
+                                    calls.clear()  # vary without end (round bases)
                                 c = calls[key] = Op(*key)
                             count += 1
                             yield v.t, c, result, v.c, ret, v.r
@@ -229,7 +242,13 @@ class HistoryReader:
                     self.lineno = lineno
                     if not line.strip():
                         continue
-                    d = loads(line, f"{path}:{lineno}")
+                    try:
+                        d = loads(line, f"{path}:{lineno}")
+                    except UsageError:
+                        if self.allow_torn and not line.endswith("\n"):
+                            self.torn = f"line {lineno} is cut short"
+                            return
+                        raise
                     if self.trailer is not None:
                         raise UsageError(f"{path}:{lineno}: line after the trailer")
                     where = f"{path}:{lineno}"
@@ -255,6 +274,8 @@ class HistoryReader:
             index = _int(d, "round", where, 0, U64)
             if self.keep_rounds:
                 self.rounds[index] = d
+            if self.on_round is not None:
+                self.on_round(index, d)
             return
         if "end" in d:
             end = d["end"]
@@ -292,6 +313,67 @@ def read_history(path: Path | str) -> tuple[Header, HistoryReader]:
         handle.close()
         raise
     return header, HistoryReader(path, handle)
+
+
+class _Tail:
+    """The complete lines of a file that is still being written, batch by batch: waits at the
+    end of the file until more is written, or until ``finished()`` says the writer is done
+    (then whatever is left after the last newline comes as a last, cut-short line)."""
+
+    def __init__(self, fd: int, finished: Callable[[], bool], poll: float) -> None:
+        self.fd = fd
+        self.finished = finished
+        self.poll = poll
+        self.rest = b""
+
+    def read_batch(self) -> list[str]:
+        while True:
+            cut = self.rest.rfind(b"\n") + 1
+            if cut:
+                lines, self.rest = self.rest[:cut], self.rest[cut:]
+                return lines.decode("utf-8").splitlines(keepends=True)
+            data = os.read(self.fd, 1 << 20)
+            if data:
+                self.rest += data
+                continue
+            if self.finished():
+                if os.fstat(self.fd).st_size > os.lseek(self.fd, 0, os.SEEK_CUR):
+                    continue  # written meanwhile
+                rest, self.rest = self.rest, b""
+                return [rest.decode("utf-8")] if rest else []
+            time.sleep(self.poll)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def follow_history(
+    path: Path | str, finished: Callable[[], bool], *, poll: float = 0.02
+) -> tuple[Header, HistoryReader]:
+    """Open a history that is still being written (`read_history` on a growing file): waits
+    for its header, then streams its lines as they are written, until ``finished()`` is true at
+    the end of the file. A cut-short last line ends it (``torn``)."""
+    path = Path(path)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            break
+        except FileNotFoundError:
+            if finished():
+                raise UsageError(f"{path}: cannot read: no such file") from None
+            time.sleep(poll)
+    tail = _Tail(fd, finished, poll)
+    head: list[str] = []
+    while not head:
+        head = tail.read_batch()
+        if not head:
+            tail.close()
+            raise UsageError(f"{path}:1: empty file (no header)")
+    header = parse_header(head[0], f"{path}:1")
+    if len(head) > 1:  # lines read with the header: hand them out first
+        tail.rest = "".join(head[1:]).encode("utf-8") + tail.rest
+    reader = HistoryReader(path, tail, allow_torn=True)  # type: ignore[arg-type]
+    return header, reader
 
 
 def load_history(path: Path | str) -> tuple[Header, list[Operation]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -51,17 +52,21 @@ class HistoryWriter:
     """Streams a history to ``path``: the header at once, then operations as they come.
 
     Use as a context manager. Lines are buffered and flushed (with ``os.fsync`` when
-    ``sync``) every ``flush_every`` lines and on close.
+    ``sync``) every ``flush_every`` lines, at the first round record ``flush_seconds`` after
+    the last flush (so that a reader following the file sees finished rounds soon), and on
+    close.
     """
 
     path: Path
     header: Header
     flush_every: int = 4096
     sync: bool = False
+    flush_seconds: float = 0.05
     count: int = 0
     _file: IO[str] | None = None
     _buffer: list[str] = attrs.Factory(list)
     _fields: dict[int, tuple[Any, str]] = attrs.Factory(dict)
+    _flushed: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         self.path = Path(self.path)
@@ -104,9 +109,14 @@ class HistoryWriter:
 
     def write_round(self, round_index: int, *, flush: bool = True, **info: Any) -> None:
         """A per-round record, e.g. ``setup=1, race=16`` or ``problems=[...]``; flushed at
-        once unless ``flush`` is False (then like an operation line)."""
+        once unless ``flush`` is False (then like an operation line, or when ``flush_seconds``
+        have passed since the last flush)."""
         self._buffer.append(json.dumps({"round": round_index, **info}, separators=(",", ":")))
-        if flush or len(self._buffer) >= self.flush_every:
+        if (
+            flush
+            or len(self._buffer) >= self.flush_every
+            or time.monotonic() - self._flushed >= self.flush_seconds
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -116,6 +126,7 @@ class HistoryWriter:
             self._file.write("\n".join(self._buffer) + "\n")
             self._buffer.clear()
         self._file.flush()
+        self._flushed = time.monotonic()
         if self.sync:
             os.fsync(self._file.fileno())
 
