@@ -230,7 +230,6 @@ def perform(
         if on_round is not None:
             on_round(stats, log)
 
-    stop = stop or StopFlag()
     deferring = handle_sigint and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _Deferred(stop)) if deferring else None
     try:
