@@ -346,39 +346,47 @@ def partition(
             got = ends[id(op)] = bounds(op, params)
         return got
 
-    def hopeless(e: Event, short: bool, room: int) -> bool:
-        if e.ret is None:
-            return False
+    def short_of_room(e: Event, room: int) -> bool:
+        """A completed call's ENOMEM that nothing in a segment far from the map-count limit
+        explains: a non-fixed mmap with room left, or a count-only footprint."""
         op = e.input
-        key = (id(op), e.output)
-        bad = never.get(key)
-        if bad is None:
-            bad = never[key] = impossible(op, e.output, params, bounds_of(op))
-        if bad:
-            return True
-        if not short or e.output != -mm.ENOMEM:
-            return False
-        got = bounds_of(op)
         if mm.is_nonfixed(op):  # no room to be short of, unless the arguments say so
-            return got[0] >= 0 and room >= mm.page_length(op.length, page)
+            return bounds_of(op)[0] >= 0 and room >= mm.page_length(op.length, page)
         return footprint(op, e.output, params) == MAP_COUNT
 
     lengths: dict[int, int] = {}  # what an op may map, by identity (0: not an mmap)
-
-    def asks(op: mm.Op) -> int:
-        got = lengths.get(id(op))
-        if got is None:
-            got = lengths[id(op)] = mm.page_length(op.length, page) if op.kind == "mmap" else 0
-        return got
+    enomem = -mm.ENOMEM
 
     for segment in time_segments(events, params) if segments is None else segments:
         if holding is not None and not any(e is holding for e in segment):
             parts.append(segment)
             continue
         short = 2 * len(segment) < params.max_map_count  # the count cannot reach the limit
-        asked = sum(asks(e.input) for e in segment)
-        room = (space - asked) // (2 * len(segment) + 1) - guard
-        lost = [e for e in segment if hopeless(e, short, room)]
+        # one pass: what the segment's mmaps ask for, the impossible results, the ENOMEMs
+        asked = 0
+        lost_ids: set[int] = set()
+        refused: list[Event] = []
+        for e in segment:
+            op = e.input
+            k = id(op)
+            got = lengths.get(k)
+            if got is None:
+                got = lengths[k] = mm.page_length(op.length, page) if op.kind == "mmap" else 0
+            asked += got
+            if e.ret is None:
+                continue
+            key = (k, e.output)
+            bad = never.get(key)
+            if bad is None:
+                bad = never[key] = impossible(op, e.output, params, bounds_of(op))
+            if bad:
+                lost_ids.add(id(e))
+            elif short and e.output == enomem:
+                refused.append(e)
+        if refused:
+            room = (space - asked) // (2 * len(segment) + 1) - guard
+            lost_ids.update(id(e) for e in refused if short_of_room(e, room))
+        lost = [e for e in segment if id(e) in lost_ids] if lost_ids else []
         if lost:  # parts of their own, first (the engine searches the smallest first)
             parts.extend([e] for e in lost)
             gone = {id(e) for e in lost}
