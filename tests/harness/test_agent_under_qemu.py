@@ -37,6 +37,7 @@ from stress.checker import Event, Verdict
 from stress.checker._mm_check import check_events
 from stress.harness import TargetOptions, make_target
 from tests.conftest import RunResult
+from tests.helpers import assert_judged_ok
 
 QEMU7 = shutil.which("qemu-x86_64")
 QEMU10 = "/opt/qemu10/usr/bin/qemu-x86_64"
@@ -154,6 +155,8 @@ def test_mmrace_run_under_qemu(
     argv = ["same-page", "--target", "agent", "--wrapper", qemu, "--tasks", "4", "--rounds", "6"]
     code, summary = mmrace_run(*argv, "--seed", "3")
     fixed = qemu_version(qemu) >= (8, 1)
-    assert code == (0 if fixed else 1), capsys.readouterr()
-    assert summary["verdict"] == ("OK" if fixed else "VIOLATION")
+    if fixed:  # OK, or UNKNOWN only because no round really raced (a loaded machine)
+        assert_judged_ok(code, summary)
+    else:
+        assert (code, summary["verdict"]) == (1, "VIOLATION"), capsys.readouterr()
     assert summary["target_info"]["agent"]["engine"] == "python"
