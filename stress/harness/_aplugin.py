@@ -427,6 +427,12 @@ class _Timers:
 
     def _alarm(self, signum: int, frame: Any) -> None:
         sched = self.sched
+        if (
+            sched.interrupted is not None
+            and sched.current() >= 0
+            and time.monotonic() - sched._step_started > INTERRUPT_GRACE
+        ):  # Ctrl-C came while a call had just started, and it is still in it: tear it down
+            self._stuck(frame)
         if sched.steps != self.last_steps or sched.current() < 0:
             self.last_steps, self.quiet = sched.steps, 0.0
             return
@@ -448,8 +454,14 @@ class _Timers:
         elif old == signal.SIG_DFL:
             raise KeyboardInterrupt
         if stuck:
-            i = sched.current()
-            raise CallInterrupted(
-                f"task {i}'s {sched.doing.get(i, 'call')} did not return, at "
-                f"{sched.prefixes.where(frame)}"
-            )
+            self._stuck(frame)
+        if sched.current() >= 0:  # look again once the grace is over (see _alarm)
+            signal.setitimer(signal.ITIMER_REAL, INTERRUPT_GRACE + 0.05, self.period)
+
+    def _stuck(self, frame: Any) -> None:
+        sched = self.sched
+        i = sched.current()
+        raise CallInterrupted(
+            f"task {i}'s {sched.doing.get(i, 'call')} did not return, at "
+            f"{sched.prefixes.where(frame)}"
+        )
