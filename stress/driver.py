@@ -821,6 +821,16 @@ def incomplete_history(trailer: dict[str, Any] | None) -> str | None:
     return None
 
 
+def ok_only_if_complete(
+    result: checker.CheckResult, trailer: dict[str, Any] | None
+) -> checker.CheckResult:
+    """An OK of a history that is not the whole run (`incomplete_history`) becomes UNKNOWN."""
+    incomplete = incomplete_history(trailer)
+    if incomplete is None or result.verdict is not Verdict.OK:
+        return result
+    return attrs.evolve(result, verdict=Verdict.UNKNOWN, reason=f"{incomplete}; {result.reason}")
+
+
 def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True) -> CheckedFile:
     """Judge any history file as a stream, in memory bounded by its largest segment (malformed
     input is a UsageError naming the line; a truncated file is judged up to its last complete
@@ -833,12 +843,7 @@ def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True
     except checker.OutOfOrder:
         checked = None
     if checked is not None:
-        incomplete = incomplete_history(reader.trailer)
-        if incomplete is not None and checked.verdict is Verdict.OK:  # an interrupted run's
-            reason = f"{incomplete}; {checked.result.reason}"
-            result = attrs.evolve(checked.result, verdict=Verdict.UNKNOWN, reason=reason)
-            checked = attrs.evolve(checked, result=result)
-        return checked
+        return attrs.evolve(checked, result=ok_only_if_complete(checked.result, reader.trailer))
     reader.handle.close()
     return check_whole_file(path, timeout, minimize=minimize)
 
@@ -854,10 +859,7 @@ def check_whole_file(
         raise UsageError(f"{path}:1: {exc}") from None
     events, rounds = checker.to_events(reader)
     result = checker.check_events(params, events, rounds, timeout=timeout)
-    incomplete = incomplete_history(reader.trailer)
-    if incomplete is not None and result.verdict is Verdict.OK:
-        reason = f"{incomplete}; the {counted(len(events), 'operation')} it holds are linearizable"
-        result = attrs.evolve(result, verdict=Verdict.UNKNOWN, reason=reason)
+    result = ok_only_if_complete(result, reader.trailer)
     return _finished(header, params, result, timeout, minimize)
 
 
