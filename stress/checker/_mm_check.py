@@ -26,7 +26,7 @@ from stress.checker._engine import (
     check,
 )
 from stress.checker._minimize import minimize
-from stress.checker._mm_model import MmModel
+from stress.checker._mm_model import MmModel, no_collection
 from stress.checker._mm_partition import SMALL, partition
 from stress.checker._mm_places import guessed, places_for
 from stress.checker._race_pass import race_pass
@@ -115,8 +115,13 @@ def _check_events(
                 counterexample=confirmed.counterexample if found else None,
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
-    parts = partition(events, params, split_above=tuning.split_above, segments=segments)
-    rest = [part for part in parts if not (tuning.direct_orders and witness(model, part))]
+    with no_collection():
+        parts = partition(events, params, split_above=tuning.split_above, segments=segments)
+        rest = [
+            part
+            for part in parts
+            if not (tuning.direct_orders and witness(model, part, in_call_order=True))
+        ]
     budget = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
     flat = [e for part in rest for e in part]
     result = check(
@@ -186,26 +191,33 @@ def minimized(model: MmModel, result: CheckResult, timeout: float | None) -> Che
     return attrs.evolve(result, counterexample=again.counterexample)
 
 
-def witness(model: MmModel, part: Sequence[Event]) -> bool:
+def witness(model: MmModel, part: Sequence[Event], *, in_call_order: bool = False) -> bool:
     """Is there an obvious linearization? Call order, pending calls left out, except that a
     call that is illegal in turn may wait for a later-invoked call that is legal now and that
     no waiting call had to precede (real time, and program order: never a later call of a
     waiting call's task). True proves the part linearizable; False only means the search must
-    decide."""
-    order = sorted(part, key=BY_CALL)
+    decide. ``in_call_order``: the part is sorted by call already (a `partition` part)."""
+    order = part if in_call_order else sorted(part, key=BY_CALL)
     n = len(order)
     done = [False] * n
     state = model.init()
     step = model.stepper()
+    # the step results in the current state, by (op identity, result): the calls of a part
+    # repeat (a race's losers), and a lookup here is cheaper than a call of `step`
+    here: dict[tuple[int, Any], Any] = {}
     k = 0
     while k < n:
         e = order[k]
         if done[k] or e.ret is None:
             k += 1
             continue
-        after = step(state, e.input, e.output)
+        key = (id(e.input), e.output)
+        after = here.get(key, _UNSEEN)
+        if after is _UNSEEN:
+            after = here[key] = step(state, e.input, e.output)
         if after is not None:
-            state = after
+            if after is not state:
+                state, here = after, {}
             done[k] = True
             k += 1
             continue
@@ -221,9 +233,13 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
             if f.ret is None:
                 continue
             if f.task not in waiting:
-                after = step(state, f.input, f.output)
+                key = (id(f.input), f.output)
+                after = here.get(key, _UNSEEN)
+                if after is _UNSEEN:
+                    after = here[key] = step(state, f.input, f.output)
                 if after is not None:
-                    state = after
+                    if after is not state:
+                        state, here = after, {}
                     done[j] = True
                     break
             waiting.add(f.task)  # f waits too: it bounds what may still come before
@@ -232,6 +248,9 @@ def witness(model: MmModel, part: Sequence[Event]) -> bool:
         else:
             return False
     return True
+
+
+_UNSEEN = object()
 
 
 class _Split(BaseModel):

@@ -14,6 +14,7 @@ by another placement, so `check_events` turns it into UNKNOWN.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
@@ -35,19 +36,31 @@ _ILLEGAL = object()
 
 def _cached_step(params: mm.Params) -> Callable[[Any, Any, Any], Hashable | None]:
     """`mm.step_observed` under ``params``, memoized on (state, call, result): the states of
-    a history repeat, and states and ops cache their hashes."""
-    cache: dict[tuple[Any, Any, Any], Any] = {}
-    get = cache.get
+    a history repeat. Two levels: by the identity of the state and the call (no hashing in
+    Python; a hit is checked to hold the very objects, so a reused id never answers), then by
+    value (states and ops cache their hashes), which also makes equal states one object."""
+    by_id: dict[tuple[int, int, Any], tuple[Any, Any, Any]] = {}
+    by_value: dict[tuple[Any, Any, Any], Any] = {}
+    get_id = by_id.get
+    get_value = by_value.get
     step_observed = mm.step_observed
 
     def step(state: Any, input: Any, output: Any) -> Hashable | None:
-        key = (state, input, output)
-        after = get(key)
-        if after is None:
-            if len(cache) > _CACHE_LIMIT:
-                cache.clear()
-            got = step_observed(state, params, input, output)
-            after = cache[key] = _ILLEGAL if got is None else got
+        key = (id(state), id(input), output)
+        hit = get_id(key)
+        if hit is not None and hit[0] is state and hit[1] is input:
+            after = hit[2]
+        else:
+            value_key = (state, input, output)
+            after = get_value(value_key)
+            if after is None:
+                if len(by_value) > _CACHE_LIMIT:
+                    by_value.clear()
+                got = step_observed(state, params, input, output)
+                after = by_value[value_key] = _ILLEGAL if got is None else got
+            if len(by_id) > _CACHE_LIMIT:
+                by_id.clear()
+            by_id[key] = (state, input, after)
         return None if after is _ILLEGAL else after
 
     return step
@@ -132,20 +145,28 @@ def to_events(ops: Iterable[Any]) -> tuple[list[Event], list[int]]:
     """Engine events and their rounds from `stress.history.Operation` records (identical calls
     share one `mm.Op`)."""
     events: list[Event] = []
-    rounds = []
-    # A million small acyclic objects: the cyclic GC would rescan them again and again.
+    rounds: list[int] = []
+    with no_collection():  # a million small acyclic objects: nothing for the GC to find
+        records = ops.records() if hasattr(ops, "records") else _fields(ops)
+        append, add_round = events.append, rounds.append
+        for task, op, result, call, ret, rnd in records:
+            append(Event(task, op, result, call, ret))
+            add_round(rnd)
+    return events, rounds
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """The cyclic GC off for a pass that allocates an object or a few per event and makes no
+    reference cycles: the collections its allocations trigger would rescan live objects and
+    find nothing."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        records = ops.records() if hasattr(ops, "records") else _fields(ops)
-        append = events.append
-        for task, op, result, call, ret, rnd in records:
-            append(Event(task, op, result, call, ret))
-            rounds.append(rnd)
+        yield
     finally:
         if enabled:
             gc.enable()
-    return events, rounds
 
 
 def _fields(ops: Iterable[Any]) -> Iterator[tuple[Any, ...]]:

@@ -192,44 +192,44 @@ def _covered(ranges: list[Range], cover: list[Range]) -> bool:
 
 
 def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event]]:
-    """Split at clean cuts (see the module docstring); each segment starts from empty."""
+    """Split at clean cuts (see the module docstring); each segment starts from empty and
+    holds its events in call order."""
     order = sorted(events, key=BY_CALL)
     segments: list[list[Event]] = []
-    current: list[Event] = []
+    first = 0  # where the current segment starts in `order`
     made: list[Range] = []  # ranges mmaps of the current segment may have mapped
     trail: list[Range] = []  # trailing serial munmaps that returned 0
     max_ret = -1
     n = len(order)
     inf = 1 << 126
-    # per (call, result): the range it may map, or a munmap's range (keyed by identity: the
-    # events keep the ops alive for the duration of this call)
-    memo: dict[tuple[int, int | None], tuple[bool, Range | None]] = {}
+    # per (call, result; None when pending): (the range a munmap that returned 0 unmaps, the
+    # range the call may have mapped), keyed by identity: the events keep the ops alive
+    memo: dict[tuple[int, int | None], tuple[Range | None, Range | None]] = {}
     compact_at = 64  # keep `made` merged so that a long segment stays cheap to test
     for k, e in enumerate(order):
         op = e.input
         ret = e.ret
-        out = None if ret is None else e.output
-        key = (id(op), out)
+        key = (id(op), None if ret is None else e.output)
         info = memo.get(key)
         if info is None:
+            out = key[1]
             if op.kind == "munmap" and out == 0:
-                info = memo[key] = (True, span(op, params))
+                info = memo[key] = (span(op, params), None)
             elif ret is None and mm.is_nonfixed(op):
-                info = memo[key] = (False, (0, U64))  # may have mapped anywhere
+                info = memo[key] = (None, (0, U64))  # may have mapped anywhere
             else:
-                info = memo[key] = (False, created(op, out, params))
-        unmaps, rng = info
-        if unmaps and e.call > max_ret:
-            trail.append(rng)  # type: ignore[arg-type]
+                info = memo[key] = (None, created(op, out, params))
+        unmapped, rng = info
+        if unmapped is not None and e.call > max_ret:
+            trail.append(unmapped)
         else:
             if trail:
                 trail = []
-            if rng is not None and not unmaps:
+            if rng is not None:
                 made.append(rng)
                 if len(made) > compact_at:
                     made = _merge(made)
                     compact_at = 2 * len(made) + 64
-        current.append(e)
         if ret is None:
             max_ret = inf
         elif ret > max_ret:
@@ -242,11 +242,12 @@ def time_segments(events: Sequence[Event], params: mm.Params) -> list[list[Event
         if nxt.ret is not None and nxt.input.kind == "munmap" and nxt.output == 0:
             continue  # the next one extends the trail: decide after it
         if _covered(made, trail):
-            segments.append(current)
-            current, made, trail = [], [], []
+            segments.append(order[first : k + 1])
+            first = k + 1
+            made, trail = [], []
             compact_at = 64
-    if current:
-        segments.append(current)
+    if first < n:
+        segments.append(order[first:])
     return segments
 
 
@@ -329,7 +330,8 @@ def partition(
     that holds that event (by identity) is split further: the race pass's confirming search
     needs just its part. ``segments``: the events' time segments when the caller has them
     already (`time_segments` of them, or clean-cut pieces of the events each starting from
-    the empty space: a streamed history's).
+    the empty space: a streamed history's), each in call order. Every part is in call order
+    (`witness` relies on it).
     """
     parts: list[list[Event]] = []
     ends: dict[int, Bounds] = {}  # by op identity: identical calls share one op
@@ -337,8 +339,6 @@ def partition(
     page = params.page_size
     space = params.task_size - params.mmap_min_addr
     guard = GUARD_GAP_PAGES * page
-
-    never: dict[tuple[int, int], bool] = {}  # impossible(), by (op identity, result)
 
     def bounds_of(op: mm.Op) -> Bounds:
         got = ends.get(id(op))
@@ -354,8 +354,16 @@ def partition(
             return bounds_of(op)[0] >= 0 and room >= mm.page_length(op.length, page)
         return footprint(op, e.output, params) == MAP_COUNT
 
-    lengths: dict[int, int] = {}  # what an op may map, by identity (0: not an mmap)
     enomem = -mm.ENOMEM
+    # per (call, result; None when pending), by op identity: (what it may map, its result is
+    # impossible, it is an ENOMEM)
+    facts: dict[tuple[int, int | None], tuple[int, bool, bool]] = {}
+
+    def facts_of(op: mm.Op, out: int | None) -> tuple[int, bool, bool]:
+        asks = mm.page_length(op.length, page) if op.kind == "mmap" else 0
+        if out is None:
+            return asks, False, False
+        return asks, impossible(op, out, params, bounds_of(op)), out == enomem
 
     for segment in time_segments(events, params) if segments is None else segments:
         if holding is not None and not any(e is holding for e in segment):
@@ -367,21 +375,15 @@ def partition(
         lost_ids: set[int] = set()
         refused: list[Event] = []
         for e in segment:
-            op = e.input
-            k = id(op)
-            got = lengths.get(k)
+            key = (id(e.input), None if e.ret is None else e.output)
+            got = facts.get(key)
             if got is None:
-                got = lengths[k] = mm.page_length(op.length, page) if op.kind == "mmap" else 0
-            asked += got
-            if e.ret is None:
-                continue
-            key = (k, e.output)
-            bad = never.get(key)
-            if bad is None:
-                bad = never[key] = impossible(op, e.output, params, bounds_of(op))
+                got = facts[key] = facts_of(e.input, key[1])
+            asks, bad, is_enomem = got
+            asked += asks
             if bad:
                 lost_ids.add(id(e))
-            elif short and e.output == enomem:
+            elif is_enomem and short:
                 refused.append(e)
         if refused:
             room = (space - asked) // (2 * len(segment) + 1) - guard

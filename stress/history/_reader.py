@@ -41,9 +41,10 @@ _FD_MAX = 1 << 31
 BATCH = 2048  # lines read from the file at once
 SHARED_CALLS = 1 << 16  # distinct calls whose `Op` is shared at a time
 
-# msgspec checks int bounds only within int64; the upper bounds of 2^64 stay in Python.
-_Nat = Annotated[int, msgspec.Meta(ge=0)]
-_Time = Annotated[int, msgspec.Meta(ge=0, le=_T_MAX - 1)]
+# msgspec checks int bounds only within int64: the fast path takes values below 2^63 (every
+# field of a usual line), the slow path the rest up to 2^64 (addresses high in the space).
+_Nat = Annotated[int, msgspec.Meta(ge=0, le=_T_MAX - 1)]
+_Time = _Nat
 
 
 class _Line(msgspec.Struct, gc=False):
@@ -60,7 +61,7 @@ class _Line(msgspec.Struct, gc=False):
     fd: Annotated[int, msgspec.Meta(ge=-1, le=_FD_MAX - 1)] = -1
     o: _Nat = 0
     e: _Time | None = None
-    x: Annotated[int, msgspec.Meta(ge=MIN_RESULT)] | None = None
+    x: Annotated[int, msgspec.Meta(ge=MIN_RESULT, le=_T_MAX - 1)] | None = None
 
 
 _DECODE_LINE = msgspec.json.Decoder(_Line).decode
@@ -197,6 +198,7 @@ class HistoryReader:
         failed = msgspec.DecodeError  # ValidationError is one too
         lineno = self.lineno
         read_batch = getattr(handle, "read_batch", None)
+        open_end = self.trailer is None  # no trailer read yet
         try:
             while True:
                 try:
@@ -216,17 +218,10 @@ class HistoryReader:
                     else:
                         ret = v.e
                         result = v.x
-                        # Fast path: everything msgspec could not check. (Both ``e`` and ``x``
-                        # or neither; the bounds below 2^64 all at once: the fields are
-                        # non-negative, so the OR is below 2^64 iff each one is.)
-                        if (
-                            (
-                                ret is None
-                                if result is None
-                                else ret is not None and v.c <= ret and result < U64
-                            )
-                            and (v.t | v.r | v.a | v.n | v.p | v.f | v.o) >> 64 == 0
-                            and self.trailer is None
+                        # Fast path: what msgspec could not check (both ``e`` and ``x`` or
+                        # neither; ``e >= c``; no line after the trailer).
+                        if open_end and (
+                            ret is None if result is None else ret is not None and v.c <= ret
                         ):
                             key = (v.k, v.a, v.n, v.p, v.f, v.fd, v.o)
                             c = calls.get(key)
@@ -262,6 +257,7 @@ class HistoryReader:
                         yield op.task, c, op.result, op.call, op.ret, op.round
                         continue
                     self._record(d, where, count)
+                    open_end = self.trailer is None
         finally:
             self.lineno = lineno
             handle.close()
