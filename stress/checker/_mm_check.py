@@ -27,8 +27,9 @@ from stress.checker._engine import (
 )
 from stress.checker._minimize import minimize
 from stress.checker._mm_model import MmModel, no_collection
-from stress.checker._mm_partition import SMALL, partition
+from stress.checker._mm_partition import SMALL, partition, time_segments
 from stress.checker._mm_places import guessed, places_for
+from stress.checker._mm_shift import moved_segments
 from stress.checker._race_pass import race_pass
 from stress.checker._types import BY_CALL, BaseModel, CheckResult, Event, Verdict
 
@@ -41,13 +42,15 @@ class Tuning:
 
     `split_above`: segments longer than this are split by footprint; `pool_min_events` and
     `pool_min_partitions`: the engine's process pool; `direct_orders`: settle a part that a
-    direct order explains (`witness`) without searching it.
+    direct order explains (`witness`) without searching it; `move_segments`: try the direct
+    orders on the time segments moved to one base first (`_mm_shift`: calls then repeat).
     """
 
     split_above: int = SMALL
     pool_min_events: int = POOL_MIN_EVENTS
     pool_min_partitions: int = POOL_MIN_PARTITIONS
     direct_orders: bool = True
+    move_segments: bool = True
 
     @classmethod
     def everything(cls) -> Tuning:
@@ -116,6 +119,9 @@ def _check_events(
             )
         note = f"; the race pass flagged {finding.message!r} but the search did not confirm it"
     with no_collection():
+        moved_settled = 0  # parts of moved segments that a direct order explained
+        if tuning.direct_orders and tuning.move_segments:
+            segments, moved_settled = _settle_moved(model, events, segments, tuning.split_above)
         parts = partition(events, params, split_above=tuning.split_above, segments=segments)
         rest = [
             part
@@ -132,21 +138,20 @@ def _check_events(
         pool_min_events=tuning.pool_min_events,
         pool_min_partitions=tuning.pool_min_partitions,
     )
-    direct = len(parts) - len(rest)
+    direct = moved_settled + len(parts) - len(rest)
+    total = moved_settled + len(parts)
     reason = result.reason
     if result.verdict is Verdict.OK:
-        reason = (
-            f"{all_linearizable(len(parts))} ({direct} by a direct order, {len(rest)} by search)"
-        )
+        reason = f"{all_linearizable(total)} ({direct} by a direct order, {len(rest)} by search)"
     elif direct:  # the engine numbered only the searched parts: say how many there were
         reason = (
-            f"{reason}; of the history's {len(parts)} partitions, {direct} were explained by "
+            f"{reason}; of the history's {total} partitions, {direct} were explained by "
             f"a direct order and {len(rest)} searched"
         )
     result = attrs.evolve(
         result,
         operations=len(events),
-        partitions=len(parts),
+        partitions=total,
         partitions_checked=result.partitions_checked + direct,
         seconds=time.monotonic() - start,
         reason=reason + note,
@@ -169,6 +174,33 @@ def _check_events(
                 ),
             )
     return result
+
+
+def _settle_moved(
+    model: MmModel,
+    events: Sequence[Event],
+    segments: Sequence[list[Event]] | None,
+    split_above: int,
+) -> tuple[Sequence[list[Event]], int]:
+    """The direct orders on the time segments moved to one base (`_mm_shift`): the segments
+    left to judge as recorded (those with a part no direct order explained, and those that did
+    not move) and how many parts of the others were explained."""
+    params = model.params
+    cut = time_segments(events, params) if segments is None else segments
+    moved = moved_segments(cut, params)
+    if moved is None:
+        return cut, 0
+    chosen = [k for k, (a, b) in enumerate(zip(moved, cut, strict=True)) if a is not b]
+    parts = partition(events, params, split_above=split_above, segments=[moved[k] for k in chosen])
+    owner = {id(e): k for k in chosen for e in moved[k]}
+    settled: dict[int, int] = {}  # moved segment -> its parts explained (-1: one was not)
+    for part in parts:
+        k = owner[id(part[0])]
+        if settled.get(k, 0) >= 0:
+            settled[k] = settled.get(k, 0) + 1 if witness(model, part, in_call_order=True) else -1
+    left = {k for k in chosen if settled.get(k, -1) < 0}  # (a segment with no part: as is)
+    keep = [segment for k, segment in enumerate(cut) if k in left or moved[k] is segment]
+    return keep, sum(n for n in settled.values() if n > 0)
 
 
 MINIMIZE_SECONDS = 20.0

@@ -65,7 +65,19 @@ prots = st.sampled_from([RW, RW, mm.PROT_READ, mm.PROT_NONE])
 
 
 @st.composite
-def ops(draw: st.DrawFn) -> mm.Op:
+def ops(draw: st.DrawFn, movable: bool = False) -> mm.Op:
+    """A call; ``movable``: only calls `stress.checker._mm_shift` may move (fixed, in the
+    arena, whole pages)."""
+    if movable:
+        kind = draw(st.sampled_from(["nr", "nr", "fixed", "munmap", "mprotect"]))
+        addr, length = draw(_arena), draw(_pages)
+        if kind == "nr":
+            return mm.Op.mmap(addr, length, draw(prots), mm.NR)
+        if kind == "fixed":
+            return mm.Op.mmap(addr, length, draw(prots), ANON | mm.MAP_FIXED)
+        if kind == "munmap":
+            return mm.Op.munmap(addr, length)
+        return mm.Op.mprotect(addr, length, draw(prots))
     kind = draw(
         st.sampled_from(
             ["nr", "nr", "nr", "fixed", "hint", "hint", "wrap", "munmap", "page", "mprotect"]
@@ -110,11 +122,13 @@ def _edge(draw: st.DrawFn, lo: int, hi: int) -> int:
 
 
 @st.composite
-def histories(draw: st.DrawFn, perturb: bool = True) -> Tiny:
+def histories(draw: st.DrawFn, perturb: bool = True, movable: bool = False) -> Tiny:
     params = draw(st.sampled_from([mm.Params.reference(), mm.Params.reference(privileged=False)]))
     tasks = draw(st.integers(2, 4))
-    programs = [draw(st.lists(ops(), min_size=1, max_size=4)) for _ in range(tasks)]
-    if draw(st.integers(0, 4)) == 0:  # one task maps over the top hint, unmaps a page, probes
+    programs = [draw(st.lists(ops(movable), min_size=1, max_size=4)) for _ in range(tasks)]
+    if (
+        not movable and draw(st.integers(0, 4)) == 0
+    ):  # one task maps over the top hint, unmaps a page, probes
         k = draw(st.integers(1, 2))
         probe = draw(
             st.sampled_from([mm.Op.mmap(REL + 1, P, RW, mm.NR), mm.Op.mprotect(REL + 1, P, RW)])
