@@ -29,6 +29,7 @@ counterexample speaks of the calls of the history.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import mm
 from stress.checker._types import Event
@@ -38,6 +39,7 @@ _UNMOVABLE_FLAGS = mm.MAP_GROWSDOWN
 _SHARED_OPS = 1 << 16  # moved calls remembered (cleared when full)
 
 Span = tuple[int, int] | None  # a movable call's page range; None: not movable
+_UNSEEN: Any = object()
 
 
 def movable_span(op: mm.Op, params: mm.Params) -> Span:
@@ -72,11 +74,9 @@ class Mover:
         lo = hi = -1
         for e in segment:
             op = e.input
-            key = id(op)
-            if key in spans:
-                span = spans[key]
-            else:
-                span = spans[key] = movable_span(op, self.params)
+            span = spans.get(id(op), _UNSEEN)
+            if span is _UNSEEN:
+                span = spans[id(op)] = movable_span(op, self.params)
                 if span is not None:  # a moved call equal to this one will be this one
                     self._ops.setdefault(_value(op), op)
             if span is None:

@@ -65,6 +65,7 @@ class _Line(msgspec.Struct, gc=False):
 
 
 _DECODE_LINE = msgspec.json.Decoder(_Line).decode
+_DECODE_ANY = msgspec.json.Decoder().decode
 
 
 def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = ...) -> Any:
@@ -82,7 +83,13 @@ def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any
 
 def loads(text: str, where: str, what: str = "") -> Any:
     """json.loads, where a mistake (or nesting deep enough to exhaust the stack) is a
-    UsageError naming the place."""
+    UsageError naming the place. msgspec's generic decoder goes first (several times faster;
+    for the strict JSON it accepts it gives the same values, see the module docstring); what
+    it refuses is json's to read or to name the problem of."""
+    try:
+        return _DECODE_ANY(text)
+    except msgspec.DecodeError:
+        pass
     try:
         return json.loads(text)
     except ValueError as exc:
