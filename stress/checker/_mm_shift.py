@@ -58,7 +58,8 @@ def movable_span(op: mm.Op, params: mm.Params) -> Span:
 
 class Mover:
     """Moves the movable segments of one check to the base of the first one (`move`); equal
-    moved calls are one `mm.Op`, so that the checker's memos keyed by identity find them."""
+    moved calls are one `mm.Op` (the first segment's own calls aside), so that the checker's
+    memos keyed by identity find them."""
 
     def __init__(self, params: mm.Params) -> None:
         self.params = params
@@ -77,8 +78,6 @@ class Mover:
             span = spans.get(id(op), _UNSEEN)
             if span is _UNSEEN:
                 span = spans[id(op)] = movable_span(op, self.params)
-                if span is not None:  # a moved call equal to this one will be this one
-                    self._ops.setdefault(_value(op), op)
             if span is None:
                 return segment
             if (
@@ -112,18 +111,13 @@ class Mover:
         return out
 
     def _op(self, op: mm.Op, d: int) -> mm.Op:
-        key = _value(op, d)
+        key = (op.kind, op.addr + d, op.length, op.prot, op.flags, op.fd, op.offset)
         moved = self._ops.get(key)
         if moved is None:
             if len(self._ops) >= _SHARED_OPS:
                 self._ops.clear()
             moved = self._ops[key] = mm.Op(*key)
         return moved
-
-
-def _value(op: mm.Op, d: int = 0) -> tuple[str, int, int, int, int, int, int]:
-    """The fields of ``op`` moved by ``d``, in `mm.Op`'s order."""
-    return (op.kind, op.addr + d, op.length, op.prot, op.flags, op.fd, op.offset)
 
 
 def moved_segments(segments: Sequence[list[Event]], params: mm.Params) -> list[list[Event]] | None:
