@@ -88,7 +88,7 @@ def loads(text: str, where: str, what: str = "") -> Any:
     it refuses is json's to read or to name the problem of."""
     try:
         return _DECODE_ANY(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     try:
         return json.loads(text)
