@@ -229,6 +229,8 @@ class Facts:
     key: str
     env: dict[str, int | bool]
     outcomes: tuple[str, ...]  # per call, parallel to RoundResult.calls
+    clobbered: tuple[tuple[int, str], ...] = ()  # `clobbered` of the round
+    leftovers: tuple[tuple[int, int], ...] = ()  # `leftovers` of the round
 
 
 def facts(result: RoundResult, *, privileged: bool, page_size: int, compat: bool) -> Facts:
@@ -257,13 +259,12 @@ def facts(result: RoundResult, *, privileged: bool, page_size: int, compat: bool
     env.update(_flags(result, outcomes, page_size))
     env["tasks"] = result.tasks
     env["privileged"] = privileged
-    for name, n in (
-        (CLOBBERED, len(clobbered(result, page_size))),
-        (LEFTOVER, len(leftovers(result, page_size))),
-    ):
+    pages = tuple(clobbered(result, page_size))
+    left = tuple(leftovers(result, page_size))
+    for name, n in ((CLOBBERED, len(pages)), (LEFTOVER, len(left))):
         if n:
             parts.append(f"{name}={n}")
-    return Facts(" ".join(parts), env, outcomes)
+    return Facts(" ".join(parts), env, outcomes, pages, left)
 
 
 def _flags(result: RoundResult, outcomes: Sequence[str], page_size: int) -> dict[str, bool]:
@@ -318,14 +319,12 @@ def grade_round(
     if result.problems or pending:
         reason = "; ".join(result.problems) or "a call never returned"
         return RoundGrade(found.key, UNKNOWN, f"cannot judge: {reason}")
-    pages = clobbered(result, page_size)
-    if pages:
+    if found.clobbered:
         return RoundGrade(
-            found.key, workloads.FORBIDDEN, describe_clobbered(result, pages, page_size)
+            found.key, workloads.FORBIDDEN, describe_clobbered(result, found.clobbered, page_size)
         )
-    left = leftovers(result, page_size)
-    if left:
-        return RoundGrade(found.key, workloads.FORBIDDEN, describe_leftover(left))
+    if found.leftovers:
+        return RoundGrade(found.key, workloads.FORBIDDEN, describe_leftover(found.leftovers))
     for call, kind in zip(result.calls, found.outcomes, strict=True):
         if kind == "moved" and mm.is_fixed(call.op):
             if mm.is_probe(call.op):
@@ -338,6 +337,19 @@ def grade_round(
             return RoundGrade(found.key, grade.verdict, grade.description)
     return RoundGrade(
         found.key, UNSPECIFIED, f"no grade of workload {workload.name!r} describes this outcome"
+    )
+
+
+def _moved_probe(call: Operation, page_size: int) -> bool:
+    """A probe that succeeded at another address (its `outcome` is the one the readings
+    classify differently)."""
+    result = call.result
+    return (
+        result is not None
+        and result >= 0
+        and call.op.kind == "mmap"
+        and result != mm.requested_address(call.op, page_size)
+        and mm.is_probe(call.op)
     )
 
 
@@ -382,17 +394,18 @@ class Grader:
     )
 
     def add(self, result: RoundResult) -> tuple[RoundGrade, RoundGrade]:
-        """Grade one round in both readings and count it; returns (strict, compat)."""
-        grades = tuple(
-            grade_round(
-                self.workload,
-                result,
-                privileged=self.params.privileged,
-                page_size=self.params.page_size,
-                compat=mode == "compat",
+        """Grade one round in both readings and count it; returns (strict, compat). The
+        readings differ only where a probe succeeded at another address: otherwise the compat
+        grade is the strict one, not computed twice."""
+        page_size = self.params.page_size
+        privileged = self.params.privileged
+        strict = grade_round(self.workload, result, privileged=privileged, page_size=page_size)
+        compat = strict
+        if any(_moved_probe(c, page_size) for c in result.calls):
+            compat = grade_round(
+                self.workload, result, privileged=privileged, page_size=page_size, compat=True
             )
-            for mode in MODES
-        )
+        grades = (strict, compat)  # in the order of MODES
         self.rounds += 1
         self.overlapped_rounds += overlapped(result.calls)
         for mode, grade in zip(MODES, grades, strict=True):

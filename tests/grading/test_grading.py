@@ -4,9 +4,11 @@ unjudgeable outcomes, the record adapter, and the Grader's histogram, table and 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 
 import attrs
+import pytest
 
 import mm
 import workloads
@@ -250,3 +252,35 @@ def test_grading_catches_a_clobbering_model_and_an_old_kernel() -> None:
     old = _race_with(old_kernel, SAME_PAGE, 4)
     assert grade_round(SAME_PAGE, old, privileged=True).description == FALLBACK
     assert grade_round(SAME_PAGE, old, privileged=True, compat=True).verdict == "ACCEPTABLE"
+
+
+@pytest.mark.parametrize("name", list(workloads.catalog()))
+def test_the_grader_gives_each_reading_its_own_grade(name: str) -> None:
+    """`Grader.add` grades the compat reading again only when a probe moved: its pair is the
+    pair `grade_round` gives in each reading, with and without moved probes."""
+    w = workloads.get(name)
+    params = mm.Params.reference()
+    space = workloads.Space(B, 1 << 30, P)
+    rng = random.Random(name)
+    grader = Grader(w, 4, params)
+    for r in range(12):
+        plan = w.plan(r, 4, space, seed=3)
+        state = mm.State.empty()
+        for op in plan.setup:
+            _, state = mm.apply(state, params, op)
+        records = []
+        slots = [t for t, ops in enumerate(plan.tasks) for _ in ops]
+        rng.shuffle(slots)
+        done = [0] * len(plan.tasks)
+        for clock, task in enumerate(slots):
+            op = plan.tasks[task][done[task]]
+            done[task] += 1
+            result, state = mm.apply(state, params, op)
+            if r % 3 == 0 and mm.is_probe(op) and result < 0:
+                result = op.addr + 64 * P  # a probe treated as a hint: placed elsewhere
+            records.append(Operation(task, op, result, 2 * clock, 2 * clock + 1, r))
+        graded = RoundResult.from_records(plan, records)
+        want = tuple(
+            grade_round(w, graded, privileged=True, compat=compat) for compat in (False, True)
+        )
+        assert grader.add(graded) == want
