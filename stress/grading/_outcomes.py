@@ -24,6 +24,7 @@ got EEXIST: something the round mapped was still there).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -236,15 +237,34 @@ class Facts:
 def facts(result: RoundResult, *, privileged: bool, page_size: int, compat: bool) -> Facts:
     """Reduce a round to its outcome key and the facts its grades may use."""
     outcomes = tuple(outcome(c, page_size, compat) for c in result.calls)
+    counted = _counts(result.labels, outcomes)
+    parts = list(counted[0])
+    env = dict(counted[1])
+    env.update(_flags(result, outcomes, page_size))
+    env["tasks"] = result.tasks
+    env["privileged"] = privileged
+    pages = tuple(clobbered(result, page_size))
+    left = tuple(leftovers(result, page_size))
+    for name, n in ((CLOBBERED, len(pages)), (LEFTOVER, len(left))):
+        if n:
+            parts.append(f"{name}={n}")
+    return Facts(" ".join(parts), env, outcomes, pages, left)
+
+
+@functools.lru_cache(maxsize=4096)
+def _counts(
+    labels: tuple[str, ...], outcomes: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """The outcome counts per role label: the key's parts and the counts' env entries (rounds
+    repeat a few outcome patterns, so each is counted once)."""
     counts: Counter[tuple[str, str]] = Counter()
     calls: Counter[str] = Counter()
-    for label, found in zip(result.labels, outcomes, strict=True):
+    for label, found in zip(labels, outcomes, strict=True):
         counts[label, found] += 1
         calls[label] += 1
-    env: dict[str, int | bool] = {}
+    env: dict[str, int] = {}
     parts = []
-    labels = sorted(calls, key=lambda lab: (lab != workloads.PROBE_LABEL, lab))
-    for label in labels:
+    for label in sorted(calls, key=lambda lab: (lab != workloads.PROBE_LABEL, lab)):
         prefix = "" if label == workloads.PROBE_LABEL else f"{label}_"
         env[f"{prefix}calls"] = calls[label]
         mine = sorted(
@@ -256,15 +276,7 @@ def facts(result: RoundResult, *, privileged: bool, page_size: int, compat: bool
         for kind, n in mine:
             env[prefix + kind] = n
             parts.append(f"{prefix}{kind}={n}")
-    env.update(_flags(result, outcomes, page_size))
-    env["tasks"] = result.tasks
-    env["privileged"] = privileged
-    pages = tuple(clobbered(result, page_size))
-    left = tuple(leftovers(result, page_size))
-    for name, n in ((CLOBBERED, len(pages)), (LEFTOVER, len(left))):
-        if n:
-            parts.append(f"{name}={n}")
-    return Facts(" ".join(parts), env, outcomes, pages, left)
+    return tuple(parts), tuple(env.items())
 
 
 def _flags(result: RoundResult, outcomes: Sequence[str], page_size: int) -> dict[str, bool]:
