@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -62,8 +63,8 @@ from stress.agent import Record, WorkerError, WorkerPool, spans_overlap
 from stress.errors import UsageError
 from stress.harness._fenced import FencedSpace as _FencedSpace
 from stress.harness._fenced import gaps, insert_range, merge_ranges
-from stress.harness._native import NativeRacer, NativeUnavailable, encode
-from stress.harness._target import RaceOutcome, TargetOptions
+from stress.harness._native import HUNG, NativeRacer, NativeUnavailable, encode
+from stress.harness._target import BatchRound, RaceOutcome, RoundOps, TargetOptions
 from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
 from stress.history import Operation
 
@@ -79,6 +80,8 @@ SENTINEL_PAGES = 64  # setup pages given sentinel bytes per round, at most
 SENTINEL_SIZE = 16
 RACE_TIMEOUT = 30.0  # seconds a native race may take before it counts as hung
 ENGINES = ("native", "python")
+BATCH_LIMIT = 512  # rounds per native batch at most (the runner sizes batches by time)
+BATCH_ENV = "MMRACE_BATCH"
 _RW = mm.PROT_READ | mm.PROT_WRITE
 
 
@@ -108,6 +111,7 @@ class KernelTarget:
         if self.engine not in ENGINES:
             raise UsageError(f"--engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         self.timeout = options.timeout if options.timeout is not None else RACE_TIMEOUT
+        self.batch_limit = _batch_limit(options.batch)
         self.dead: str | None = None  # a native race hung: no more rounds
         self.note: str | None = None  # why the native engine is not used
         self._native: NativeRacer | None = None
@@ -246,20 +250,70 @@ class KernelTarget:
         records = _records(round_index, plans, raw)
         self._note_created(records)
         if not finished:
-            hung = [
-                str(task)
-                for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
-                if len(got) < len(plan) or (got and got[-1][2] is None)
-            ]
-            self.dead = (
-                f"--target kernel: a race call did not return within {self.timeout:g} s "
-                f"(task {', '.join(hung)}, round {round_index}); the run stops"
-            )
-            self._sentinels = {}
-            return RaceOutcome(records, [*problems, self.dead], False)
+            return RaceOutcome(records, [*problems, self._hung(round_index, plans, raw)], False)
         content = self._read_back(round_index)
         await self._pause()
         return RaceOutcome(records, problems, spans_overlap(raw), content)
+
+    def _hung(
+        self, round_index: int, plans: Sequence[Sequence[mm.Op]], raw: Sequence[Sequence[Record]]
+    ) -> str:
+        """The target is dead: a race of the native racer missed its deadline (the message)."""
+        hung = [
+            str(task)
+            for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
+            if len(got) < len(plan) or (got and got[-1][2] is None)
+        ]
+        self.dead = (
+            f"--target kernel: a race call did not return within {self.timeout:g} s "
+            f"(task {', '.join(hung)}, round {round_index}); the run stops"
+        )
+        self._sentinels = {}
+        return self.dead
+
+    async def run_rounds(self, first_round: int, rounds: Sequence[RoundOps]) -> list[BatchRound]:
+        """Several rounds in one native call (racer.c's mmr_batch; `Target.run_rounds`): each
+        race, then its tail (cleanup and footprint check) on the trio thread, no Python between
+        rounds. Runs the longest prefix of `rounds` that qualifies: every op one the racer can
+        make (`_encode`), no hint in a race (its placement needs the runner's undo); [] when
+        the first does not (or the native engine is off). The interference check runs before
+        the batch (its findings go to the first round) and after it (to the last round run):
+        a mapping that appears mid-batch is reported in the batch, not in a later round."""
+        native = self._native
+        if native is None or self.dead is not None or self.batch_limit <= 1:
+            return []
+        batch = []
+        for plans, serial in rounds:
+            if any(mm.is_nonfixed(op) for plan in plans for op in plan):
+                break
+            encoded = self._encode([*plans, serial])
+            if encoded is None:
+                break
+            batch.append((encoded[:-1], encoded[-1]))
+        if not batch:
+            return []
+        before = self.interference()
+        done, why = native.run_batch(batch, self.timeout)  # blocks: see run_race's comment
+        out = []
+        for j, (raw, tail_raw) in enumerate(done):
+            r = first_round + j
+            plans, tail_ops = rounds[j]
+            records = _records(r, plans, raw)
+            self._note_created(records)
+            problems = before if j == 0 else []
+            tail: list[Operation] | None = None
+            if tail_raw is not None:
+                tail = _records(r, [tail_ops], [tail_raw])
+                self._note_created(tail)
+            if j == len(done) - 1:
+                if why == HUNG:
+                    dead = self._hung(r, plans, raw)
+                    out.append(BatchRound(RaceOutcome(records, [*problems, dead]), None))
+                    return out
+                problems = [*problems, *self.interference()]
+            out.append(BatchRound(RaceOutcome(records, problems, spans_overlap(raw)), tail))
+        await self._pause()
+        return out
 
     def _encode(self, plans: Sequence[Sequence[mm.Op]]) -> list[list[bytes]] | None:
         """The plans as the native racer reads them, each op fenced first (`_bind`); None when
@@ -524,6 +578,21 @@ class KernelTarget:
             for lo, hi in gaps(region.start, region.end, self._created):
                 out.append(attrs.evolve(region, start=lo, end=hi))
         return out
+
+
+def _batch_limit(option: int | None) -> int:
+    """Rounds per native batch at most: the option, else $MMRACE_BATCH, else BATCH_LIMIT."""
+    if option is None:
+        text = os.environ.get(BATCH_ENV, "")
+        if not text:
+            return BATCH_LIMIT
+        try:
+            option = int(text)
+        except ValueError:
+            raise UsageError(f"${BATCH_ENV}: {text!r} is not a whole number") from None
+    if option < 1:
+        raise UsageError(f"batch: {option} rounds per batch; at least 1")
+    return option
 
 
 def _records(

@@ -34,7 +34,7 @@ COMPILERS = ("cc", "gcc")
 STATIC_COMPILERS = ("musl-gcc",)
 OP_FIELDS = 7  # kind, addr, length, prot, flags, fd, offset
 REC_FIELDS = 3  # result, call ns, return ns
-ABI = 3
+ABI = 4
 DEBUG_ENV = "MMRACE_NATIVE_DEBUG"
 KINDS = {"mmap": 0, "munmap": 1, "mprotect": 2}
 _U64 = (1 << 64) - 1
@@ -140,7 +140,17 @@ def library() -> ctypes.CDLL:
             ctypes.c_void_p,
             ctypes.c_int64,
         ]
-        lib.mmr_debug.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.mmr_batch.restype = ctypes.c_int
+        lib.mmr_batch.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+        ]
+        lib.mmr_debug.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.mmr_close.argtypes = [ctypes.c_void_p]
         _library = lib
     return _library
@@ -161,17 +171,43 @@ def encode(op: mm.Op) -> bytes:
 
 def debug_switches() -> dict[str, int]:
     """Test-only switches from $MMRACE_NATIVE_DEBUG: ``forge:T`` (task T reports its failed
-    mmaps as successes) and ``hang:T`` (task T's first call never returns), comma-separated."""
+    mmaps as successes), ``hang:T`` (task T's first call never returns) and ``move:T`` (task
+    T's mmaps land `length` bytes above the address asked for), comma-separated."""
     out = {}
     for item in os.environ.get(DEBUG_ENV, "").split(","):
         kind, _, task = item.partition(":")
-        if kind in ("forge", "hang") and task.isdigit():
+        if kind in ("forge", "hang", "move") and task.isdigit():
             out[f"{kind}_task"] = int(task)
     return out
 
 
 # One task's records from a round: (result, call ns, return ns); None for not returned.
 Record = tuple[int | None, int, int | None]
+# Why `run_batch` stopped (racer.c's MMR_DONE ...): all ran, a race hung, a race mmap moved,
+# a tail mmap (a footprint-check probe) answered with another address.
+DONE, HUNG, MOVED, STRAY = 0, 1, 2, 3
+# A batch's round as given: the race's plans (from `encode`) and the serial tail's ops.
+BatchPlan = tuple[Sequence[Sequence[bytes]], Sequence[bytes]]
+# A batch's round as run: each task's race records, the tail's (None: the tail did not run).
+BatchRecords = tuple[list[list[Record]], list[Record] | None]
+
+
+def _decode(out: array[int], start: int, lengths: Sequence[int]) -> list[list[Record]]:
+    """Each plan's records from `out` (3 words per op from op index `start`); a plan's records
+    end at its first call never started (a call before it hung)."""
+    records: list[list[Record]] = []
+    i = start * REC_FIELDS
+    for n in lengths:
+        mine: list[Record] = []
+        end = i + n * REC_FIELDS
+        for j in range(i, end, REC_FIELDS):
+            result, call, ret = out[j], out[j + 1], out[j + 2]
+            if call < 0:
+                break
+            mine.append((result, call, ret) if ret >= 0 else (None, call, None))
+        records.append(mine)
+        i = end
+    return records
 
 
 class NativeRacer:
@@ -191,18 +227,28 @@ class NativeRacer:
         if switches:
             self.debug(**switches)
 
-    def debug(self, *, forge_task: int = -1, hang_task: int = -1) -> None:
-        """Test switches: lie about task `forge_task`'s failed mmaps; hang `hang_task`."""
+    def debug(self, *, forge_task: int = -1, hang_task: int = -1, move_task: int = -1) -> None:
+        """Test switches: lie about task `forge_task`'s failed mmaps; hang `hang_task`; place
+        `move_task`'s mmaps elsewhere."""
         assert self._handle is not None
-        self._lib.mmr_debug(self._handle, forge_task, hang_task)
+        self._lib.mmr_debug(self._handle, forge_task, hang_task, move_task)
+
+    def _buffer(self, total: int) -> array[int]:
+        out = self._out
+        if len(out) < REC_FIELDS * total:
+            out = self._out = array("q", bytes(8 * REC_FIELDS * total))
+        return out
+
+    def _usable(self) -> None:
+        if self._handle is None or self.stuck:
+            raise RuntimeError("native racer closed" if self._handle is None else "racer stuck")
 
     def run(
         self, encoded: Sequence[Sequence[bytes]], timeout: float
     ) -> tuple[list[list[Record]], bool]:
         """Run a round (task i: `encoded[i]`, ops from `encode`); each task's records (a call
         never started has none) and whether every call returned within `timeout` seconds."""
-        if self._handle is None or self.stuck:
-            raise RuntimeError("native racer closed" if self._handle is None else "racer stuck")
+        self._usable()
         lengths = tuple(len(p) for p in encoded)
         offsets = self._offsets.get(lengths)
         if offsets is None:
@@ -210,10 +256,7 @@ class NativeRacer:
             for n in lengths:
                 starts.append(starts[-1] + n)
             offsets = self._offsets[lengths] = struct.pack(f"<{len(starts)}i", *starts)
-        total = sum(lengths)
-        out = self._out
-        if len(out) < REC_FIELDS * total:
-            out = self._out = array("q", bytes(8 * REC_FIELDS * total))
+        out = self._buffer(sum(lengths))
         ops = b"".join(b for plan in encoded for b in plan)
         address = out.buffer_info()[0]
         late = self._lib.mmr_round(
@@ -222,18 +265,56 @@ class NativeRacer:
         if late:
             self.stuck = True
             _stuck.append((self, out, ops, offsets))  # a stuck thread may still write
-        records: list[list[Record]] = []
-        i = 0
-        for n in lengths:
-            mine: list[Record] = []
-            for _ in range(n):
-                result, call, ret = out[i], out[i + 1], out[i + 2]
-                i += REC_FIELDS
-                if call < 0:
-                    break  # never started (a call before it hung)
-                mine.append((result, call, ret) if ret >= 0 else (None, call, None))
-            records.append(mine)
-        return records, not late
+        return _decode(out, 0, lengths), not late
+
+    def run_batch(
+        self, rounds: Sequence[BatchPlan], timeout: float
+    ) -> tuple[list[BatchRecords], int]:
+        """Run rounds in one C call (racer.c's mmr_batch): each round's race, as `run` does,
+        then its tail on the calling thread. The records of every round whose race ran, and
+        why the batch stopped (DONE, HUNG: the racer is stuck, MOVED, STRAY)."""
+        self._usable()
+        shape: list[int] = []
+        chunks: list[bytes] = []
+        layout: list[tuple[int, tuple[int, ...], int]] = []  # start, plan lengths, tail length
+        at = 0
+        for plans, serial in rounds:
+            lengths = tuple(len(p) for p in plans)
+            layout.append((at, lengths, len(serial)))
+            shape.append(len(plans))
+            for plan, n in zip(plans, lengths, strict=True):
+                shape.append(at)
+                chunks.extend(plan)
+                at += n
+            shape.append(at)
+            chunks.extend(serial)
+            at += len(serial)
+            shape.append(at)
+        out = self._buffer(at)
+        ops = b"".join(chunks)
+        packed = array("i", shape)
+        why = ctypes.c_int32(DONE)
+        ran = self._lib.mmr_batch(
+            self._handle,
+            len(rounds),
+            packed.buffer_info()[0],
+            ops,
+            out.buffer_info()[0],
+            int(timeout * 1e9),
+            ctypes.byref(why),
+        )
+        if why.value == HUNG:
+            self.stuck = True
+            _stuck.append((self, out, ops, packed))  # a stuck thread may still write
+        done: list[BatchRecords] = []
+        for j in range(ran):
+            start, lengths, tail_n = layout[j]
+            race = _decode(out, start, lengths)
+            tail_at = start + sum(lengths)
+            stop_before_tail = j == ran - 1 and why.value in (HUNG, MOVED)
+            tail = None if stop_before_tail else _decode(out, tail_at, (tail_n,))[0]
+            done.append((race, tail))
+        return done, why.value
 
     def close(self) -> None:
         """Join the threads (a stuck racer is left as it is: its thread never returns)."""
