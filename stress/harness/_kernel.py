@@ -111,7 +111,7 @@ class KernelTarget:
         if self.engine not in ENGINES:
             raise UsageError(f"--engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         self.timeout = options.timeout if options.timeout is not None else RACE_TIMEOUT
-        self.batch_limit = _batch_limit(options.batch)
+        self._batch = _batch_limit(options.batch)
         self.dead: str | None = None  # a native race hung: no more rounds
         self.note: str | None = None  # why the native engine is not used
         self._native: NativeRacer | None = None
@@ -271,6 +271,11 @@ class KernelTarget:
         self._sentinels = {}
         return self.dead
 
+    @property
+    def batch_limit(self) -> int:
+        """Rounds per `run_rounds` call at most: 0 without the native engine (or once dead)."""
+        return self._batch if self._native is not None and self.dead is None else 0
+
     async def run_rounds(self, first_round: int, rounds: Sequence[RoundOps]) -> list[BatchRound]:
         """Several rounds in one native call (racer.c's mmr_batch; `Target.run_rounds`): each
         race, then its tail (cleanup and footprint check) on the trio thread, no Python between
@@ -280,7 +285,7 @@ class KernelTarget:
         the batch (its findings go to the first round) and after it (to the last round run):
         a mapping that appears mid-batch is reported in the batch, not in a later round."""
         native = self._native
-        if native is None or self.dead is not None or self.batch_limit <= 1:
+        if native is None or self.dead is not None or self._batch <= 1:
             return []
         batch = []
         for plans, serial in rounds:
