@@ -115,7 +115,8 @@ class KernelTarget:
         self.dead: str | None = None  # a native race hung: no more rounds
         self.note: str | None = None  # why the native engine is not used
         self._native: NativeRacer | None = None
-        self._encoded: dict[mm.Op, bytes] = {}  # fenced ops as the racer reads them
+        # fenced ops as the racer reads them, and whether each is a hint (a non-fixed mmap)
+        self._encoded: dict[mm.Op, tuple[bytes, bool]] = {}
         self.params = options.params if options.params is not None else mm.kernel.host_params()
         self.gate = gate
         self.page = k.page_size()
@@ -289,12 +290,11 @@ class KernelTarget:
             return []
         batch = []
         for plans, serial in rounds:
-            if any(mm.is_nonfixed(op) for plan in plans for op in plan):
+            racing = self._encode(plans, fixed=True)
+            serially = self._encode([serial])
+            if racing is None or serially is None:
                 break
-            encoded = self._encode([*plans, serial])
-            if encoded is None:
-                break
-            batch.append((encoded[:-1], encoded[-1]))
+            batch.append((racing, serially[0]))
         if not batch:
             return []
         before = self.interference()
@@ -320,24 +320,31 @@ class KernelTarget:
         await self._pause()
         return out
 
-    def _encode(self, plans: Sequence[Sequence[mm.Op]]) -> list[list[bytes]] | None:
+    def _encode(
+        self, plans: Sequence[Sequence[mm.Op]], *, fixed: bool = False
+    ) -> list[list[bytes]] | None:
         """The plans as the native racer reads them, each op fenced first (`_bind`); None when
-        an op needs a call the racer cannot make (`KernelSpace.apply` for a stray range)."""
+        an op needs a call the racer cannot make (`KernelSpace.apply` for a stray range), or,
+        with `fixed`, when an mmap is a hint. (Plans share op values: each is looked up once.)"""
         get = self._encoded.get
+        seen: dict[int, tuple[bytes, bool]] = {}  # by id: the ops live as long as `plans`
         out = []
         for plan in plans:
             row = []
             for op in plan:
-                got = get(op)
+                got = seen.get(id(op)) or get(op)
                 if got is None:
                     [[(fn, _args)]] = self._bind([[op]])
                     if fn == self.space.apply:  # type: ignore[union-attr]
                         return None  # (not remembered, as in `_bind_one`)
-                    got = encode(op)
+                    got = (encode(op), mm.is_nonfixed(op))
                     if len(self._encoded) >= _BOUND_CACHE:
                         self._encoded.clear()
                     self._encoded[op] = got
-                row.append(got)
+                if fixed and got[1]:
+                    return None
+                seen[id(op)] = got
+                row.append(got[0])
             out.append(row)
         return out
 

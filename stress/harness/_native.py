@@ -144,7 +144,7 @@ def library() -> ctypes.CDLL:
         lib.mmr_batch.argtypes = [
             ctypes.c_void_p,
             ctypes.c_int,
-            ctypes.c_void_p,
+            ctypes.c_char_p,
             ctypes.c_char_p,
             ctypes.c_void_p,
             ctypes.c_int64,
@@ -192,6 +192,21 @@ BatchPlan = tuple[Sequence[Sequence[bytes]], Sequence[bytes]]
 BatchRecords = tuple[list[list[Record]], list[Record] | None]
 
 
+def _starts(lengths: Sequence[int]) -> list[int]:
+    """Where each of consecutive runs of these lengths starts, and where the last one ends."""
+    starts = [0]
+    for n in lengths:
+        starts.append(starts[-1] + n)
+    return starts
+
+
+def _frame(lengths: Sequence[int], tail: int) -> bytes:
+    """A round's entry in mmr_batch's shape: plan count, then where each plan starts, where the
+    tail starts and where it ends, counted from the round's first op (int32 words)."""
+    starts = _starts((*lengths, tail))
+    return struct.pack(f"<{len(starts) + 1}i", len(lengths), *starts)
+
+
 def _decode(out: array[int], start: int, lengths: Sequence[int]) -> list[list[Record]]:
     """Each plan's records from `out` (3 words per op from op index `start`); a plan's records
     end at its first call never started (a call before it hung)."""
@@ -222,6 +237,7 @@ class NativeRacer:
         self.threads = threads
         self._out = array("q", bytes(8 * REC_FIELDS * 64))
         self._offsets: dict[tuple[int, ...], bytes] = {}
+        self._frames: dict[tuple[tuple[int, ...], int], bytes] = {}  # mmr_batch's round shapes
         self.stuck = False
         switches = debug_switches()
         if switches:
@@ -252,9 +268,7 @@ class NativeRacer:
         lengths = tuple(len(p) for p in encoded)
         offsets = self._offsets.get(lengths)
         if offsets is None:
-            starts = [0]
-            for n in lengths:
-                starts.append(starts[-1] + n)
+            starts = _starts(lengths)
             offsets = self._offsets[lengths] = struct.pack(f"<{len(starts)}i", *starts)
         out = self._buffer(sum(lengths))
         ops = b"".join(b for plan in encoded for b in plan)
@@ -274,30 +288,33 @@ class NativeRacer:
         then its tail on the calling thread. The records of every round whose race ran, and
         why the batch stopped (DONE, HUNG: the racer is stuck, MOVED, STRAY)."""
         self._usable()
-        shape: list[int] = []
+        frames = self._frames
+        shape: list[bytes] = []
         chunks: list[bytes] = []
         layout: list[tuple[int, tuple[int, ...], int]] = []  # start, plan lengths, tail length
         at = 0
         for plans, serial in rounds:
             lengths = tuple(len(p) for p in plans)
+            key = (lengths, len(serial))
+            frame = frames.get(key)
+            if frame is None:
+                if len(frames) >= 4096:
+                    frames.clear()
+                frame = frames[key] = _frame(lengths, len(serial))
+            shape.append(frame)
             layout.append((at, lengths, len(serial)))
-            shape.append(len(plans))
-            for plan, n in zip(plans, lengths, strict=True):
-                shape.append(at)
+            for plan in plans:
                 chunks.extend(plan)
-                at += n
-            shape.append(at)
             chunks.extend(serial)
-            at += len(serial)
-            shape.append(at)
+            at += sum(lengths) + len(serial)
         out = self._buffer(at)
         ops = b"".join(chunks)
-        packed = array("i", shape)
+        packed = b"".join(shape)
         why = ctypes.c_int32(DONE)
         ran = self._lib.mmr_batch(
             self._handle,
             len(rounds),
-            packed.buffer_info()[0],
+            packed,
             ops,
             out.buffer_info()[0],
             int(timeout * 1e9),

@@ -166,7 +166,7 @@ async def test_a_stop_request_ends_a_batched_run_after_its_batch(tmp_path: Path)
 
     ran = await run(tmp_path / "run", 2, None, stop=stop, on_round=stop_at_ten)
     # the rounds of the batch in flight are recorded, then the run stops
-    assert 10 < ran.stats.rounds <= 11 + ran.target.batch_limit
+    assert 10 < ran.stats.rounds <= 11 + ran.target._batch
     assert ran.stats.interrupted == "stopped"
     assert len(by_round(ran.ops)) == ran.stats.rounds
 

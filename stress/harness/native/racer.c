@@ -223,8 +223,7 @@ void mmr_debug(mmr_racer *r, int forge_task, int hang_task, int move_task) {
  * (timeout_ns after the release; 0: no deadline). */
 int mmr_round(mmr_racer *r, int plans, const uint64_t *ops, const int32_t *offsets, int64_t *out,
               int64_t timeout_ns) {
-    memset(out + (size_t)offsets[0] * MMR_REC_FIELDS, 0xff,
-           (size_t)(offsets[plans] - offsets[0]) * MMR_REC_FIELDS * sizeof *out);
+    memset(out, 0xff, (size_t)offsets[plans] * MMR_REC_FIELDS * sizeof *out);
     r->plans = plans;
     r->ops = ops;
     r->offsets = offsets;
@@ -255,8 +254,8 @@ static int mmr_moved(const uint64_t *ops, const int64_t *out, int lo, int hi) {
 }
 
 /* `rounds` rounds (see the top of the file). shape, round after round: the round's plan count
- * n, then n + 2 op indices into ops/out (where each plan starts, where the tail starts, where
- * it ends; the first round starts at 0 and each round where the last one ended). Returns the
+ * n, then n + 2 op indices counted from the round's first op (where each plan starts, where the
+ * tail starts, where it ends); ops and out hold the rounds one after another. Returns the
  * rounds whose race ran; *why says why it stopped (MMR_DONE: all ran, tails included). Calls
  * never started keep -1 stamps. */
 int mmr_batch(mmr_racer *r, int rounds, const int32_t *shape, const uint64_t *ops, int64_t *out,
@@ -265,15 +264,15 @@ int mmr_batch(mmr_racer *r, int rounds, const int32_t *shape, const uint64_t *op
     for (int j = 0, pos = 0; j < rounds; j++) {
         int plans = shape[pos];
         const int32_t *offsets = shape + pos + 1;
-        pos += plans + 3;
         int lo = offsets[plans], hi = offsets[plans + 1];
+        pos += plans + 3;
         memset(out + (size_t)lo * MMR_REC_FIELDS, 0xff,
                (size_t)(hi - lo) * MMR_REC_FIELDS * sizeof *out);
         if (mmr_round(r, plans, ops, offsets, out, timeout_ns)) {
             *why = MMR_HUNG;
             return j + 1;
         }
-        if (mmr_moved(ops, out, offsets[0], lo)) {
+        if (mmr_moved(ops, out, 0, lo)) {
             *why = MMR_MOVED;
             return j + 1;
         }
@@ -287,6 +286,8 @@ int mmr_batch(mmr_racer *r, int rounds, const int32_t *shape, const uint64_t *op
             *why = MMR_STRAY;
             return j + 1;
         }
+        ops += (size_t)hi * MMR_OP_FIELDS;
+        out += (size_t)hi * MMR_REC_FIELDS;
     }
     return rounds;
 }
