@@ -7,7 +7,9 @@ Every call goes through a `mm.kernel.KernelSpace` fenced into arenas: the worklo
 
 Engines (`TargetOptions.engine`, `--engine`): "native" (the default of the command line) races
 with the C racer (`_native.NativeRacer`: pthreads released by a futex gate, stamps and raw
-system calls in C, one ctypes call per round, the GIL released for all of it); when it cannot be
+system calls in C, one ctypes call per round, the GIL released for all of it; `run_rounds`:
+many rounds per call, each race followed by its cleanup and footprint check in C, for rounds
+without setup and without hints, so the racer's threads stay awake); when it cannot be
 built (no C compiler) a one-line note says so and the Python engine runs instead. "python":
 the threads come from a `stress.agent._worker.WorkerPool`, created once and released together
 each round by its start gate; ctypes drops the GIL during each system call, so the calls can
@@ -16,7 +18,8 @@ A native race that has not finished `timeout` seconds after its release (a call 
 returns) is recorded with that call pending, reported as a problem (the run is UNKNOWN) and
 ends the run (`dead`): the stuck racer is never reused.
 
-Interference: before every race the target checks that nothing it did not create is mapped in
+Interference: before every race (batches: before and after each batch, the findings going to
+the batch's first and last round) the target checks that nothing it did not create is mapped in
 its arenas. "Created" is the union of the page ranges its own successful mmap calls returned
 (from the records). Where the kernel has PROCMAP_QUERY (Linux 6.11+; `_vmaquery`), the
 mappings present in each arena are walked, one ioctl each (after a cleanup usually a single

@@ -19,6 +19,16 @@ Stopping: after `rounds` rounds, when `time_budget` runs out, when `stop.request
 (Ctrl-C does that; a second Ctrl-C cancels the round in flight), or when the target is dead
 (its `dead` attribute says how). Problems a target found outside any race (`late_problems`,
 e.g. an agent that died during the last cleanup or at the end) are reported after the rounds.
+
+Batches: when the target offers `run_rounds` (with `batch_limit` above 1) and there is no
+explorer, rounds without setup run many per call (the kernel target's native engine: many
+rounds per C call). The runner plans them ahead (`Workload.plan` is pure per round index) and
+records each exactly as if it had run alone (same history lines and order, round records,
+undo of moved mappings, stats, `on_round`). What batching changes: stop requests, the time
+budget and `dead` are looked at between batches (each sized to about BATCH_SECONDS from the
+last one's pace), so the rounds of a batch already run when a stop comes are recorded; a round
+with setup, or one the target cannot batch, runs alone; the target checks interference per
+batch (before and after it) instead of before each race.
 """
 
 from __future__ import annotations
