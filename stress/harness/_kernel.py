@@ -66,7 +66,7 @@ from stress.agent import Record, WorkerError, WorkerPool, spans_overlap
 from stress.errors import UsageError
 from stress.harness._fenced import FencedSpace as _FencedSpace
 from stress.harness._fenced import gaps, insert_range, merge_ranges
-from stress.harness._native import HUNG, NativeRacer, NativeUnavailable, encode
+from stress.harness._native import HUNG, MOVED, NativeRacer, NativeUnavailable, encode
 from stress.harness._target import BatchRound, RaceOutcome, RoundOps, TargetOptions
 from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
 from stress.history import Operation
@@ -301,25 +301,30 @@ class KernelTarget:
         if not batch:
             return []
         before = self.interference()
-        done, why = native.run_batch(batch, self.timeout)  # blocks: see run_race's comment
+        words, layout, why = native.run_batch(batch, self.timeout)  # blocks: see run_race
         out = []
-        for j, (raw, tail_raw) in enumerate(done):
+        last = len(layout) - 1
+        for j, (start, _lengths, _tail) in enumerate(layout):
             r = first_round + j
             plans, tail_ops = rounds[j]
-            records = _records(r, plans, raw)
+            records, spans, at = _from_words(r, plans, words, start)
             self._note_created(records)
             problems = before if j == 0 else []
+            if j == last and why == HUNG:
+                raw = [
+                    [(x.result, x.call, x.ret) for x in records if x.task == t]
+                    for t in range(len(plans))
+                ]
+                dead = self._hung(r, plans, raw)
+                out.append(BatchRound(RaceOutcome(records, [*problems, dead]), None))
+                return out
             tail: list[Operation] | None = None
-            if tail_raw is not None:
-                tail = _records(r, [tail_ops], [tail_raw])
+            if j < last or why != MOVED:
+                tail, _, _ = _from_words(r, [tail_ops], words, at)
                 self._note_created(tail)
-            if j == len(done) - 1:
-                if why == HUNG:
-                    dead = self._hung(r, plans, raw)
-                    out.append(BatchRound(RaceOutcome(records, [*problems, dead]), None))
-                    return out
+            if j == last:
                 problems = [*problems, *self.interference()]
-            out.append(BatchRound(RaceOutcome(records, problems, spans_overlap(raw)), tail))
+            out.append(BatchRound(RaceOutcome(records, problems, spans_overlap(spans)), tail))
         await self._pause()
         return out
 
@@ -608,6 +613,38 @@ def _batch_limit(option: int | None) -> int:
     if option < 1:
         raise UsageError(f"batch: {option} rounds per batch; at least 1")
     return option
+
+
+def _from_words(
+    round_index: int, plans: Sequence[Sequence[mm.Op]], words: Sequence[int], start: int
+) -> tuple[list[Operation], list[list[Record]], int]:
+    """A batch round's records straight from the racer's out words (3 per op from op index
+    `start`: result, call ns, return ns, -1 for not started / not returned; a plan's records end
+    at its first call never started), task by task in plan order; each task's span as
+    `spans_overlap` reads it ([(first call's result, its call, last call's return)], empty when
+    none started); and the op index after the plans."""
+    records = []
+    spans: list[list[Record]] = []
+    i = start * 3
+    for task, plan in enumerate(plans):
+        first = -1
+        end: int | None = None
+        for j, op in zip(range(i, i + 3 * len(plan), 3), plan):  # noqa: B905 (same length)
+            call = words[j + 1]
+            if call < 0:
+                break  # never started (a call before it hung)
+            ret = words[j + 2]
+            if ret < 0:  # not returned: pending
+                records.append(Operation(task, op, None, call, None, round_index))
+                end = None
+            else:
+                records.append(Operation(task, op, words[j], call, ret, round_index))
+                end = ret
+            if first < 0:
+                first = call
+        spans.append([(None, first, end)] if first >= 0 else [])
+        i += 3 * len(plan)
+    return records, spans, i // 3
 
 
 def _records(

@@ -188,8 +188,9 @@ Record = tuple[int | None, int, int | None]
 DONE, HUNG, MOVED, STRAY = 0, 1, 2, 3
 # A batch's round as given: the race's plans (from `encode`) and the serial tail's ops.
 BatchPlan = tuple[Sequence[Sequence[bytes]], Sequence[bytes]]
-# A batch's round as run: each task's race records, the tail's (None: the tail did not run).
-BatchRecords = tuple[list[list[Record]], list[Record] | None]
+# A batch's round as laid out in the out words: its first op's index, its plans' lengths, its
+# tail's length.
+BatchLayout = tuple[int, tuple[int, ...], int]
 
 
 def _starts(lengths: Sequence[int]) -> list[int]:
@@ -283,15 +284,18 @@ class NativeRacer:
 
     def run_batch(
         self, rounds: Sequence[BatchPlan], timeout: float
-    ) -> tuple[list[BatchRecords], int]:
+    ) -> tuple[array[int], list[BatchLayout], int]:
         """Run rounds in one C call (racer.c's mmr_batch): each round's race, as `run` does,
-        then its tail on the calling thread. The records of every round whose race ran, and
-        why the batch stopped (DONE, HUNG: the racer is stuck, MOVED, STRAY)."""
+        then its tail on the calling thread. The out words (3 per op, the rounds one after
+        another: result, call ns, return ns, -1 for not started / not returned), the layout of
+        each round whose race ran (`BatchLayout`; the last one's tail did not run when the
+        batch stopped HUNG or MOVED), and why the batch stopped (DONE, HUNG: the racer is
+        stuck, MOVED, STRAY). The words are valid until the next call."""
         self._usable()
         frames = self._frames
         shape: list[bytes] = []
         chunks: list[bytes] = []
-        layout: list[tuple[int, tuple[int, ...], int]] = []  # start, plan lengths, tail length
+        layout: list[BatchLayout] = []
         at = 0
         for plans, serial in rounds:
             lengths = tuple(len(p) for p in plans)
@@ -323,15 +327,7 @@ class NativeRacer:
         if why.value == HUNG:
             self.stuck = True
             _stuck.append((self, out, ops, packed))  # a stuck thread may still write
-        done: list[BatchRecords] = []
-        for j in range(ran):
-            start, lengths, tail_n = layout[j]
-            race = _decode(out, start, lengths)
-            tail_at = start + sum(lengths)
-            stop_before_tail = j == ran - 1 and why.value in (HUNG, MOVED)
-            tail = None if stop_before_tail else _decode(out, tail_at, (tail_n,))[0]
-            done.append((race, tail))
-        return done, why.value
+        return out, [layout[j] for j in range(ran)], why.value
 
     def close(self) -> None:
         """Join the threads (a stuck racer is left as it is: its thread never returns)."""
