@@ -7,7 +7,9 @@ Every call goes through a `mm.kernel.KernelSpace` fenced into arenas: the worklo
 
 Engines (`TargetOptions.engine`, `--engine`): "native" (the default of the command line) races
 with the C racer (`_native.NativeRacer`: pthreads released by a futex gate, stamps and raw
-system calls in C, one ctypes call per round, the GIL released for all of it); when it cannot be
+system calls in C, one ctypes call per round, the GIL released for all of it; `run_rounds`:
+many rounds per call, each race followed by its cleanup and footprint check in C, for rounds
+without setup and without hints, so the racer's threads stay awake); when it cannot be
 built (no C compiler) a one-line note says so and the Python engine runs instead. "python":
 the threads come from a `stress.agent._worker.WorkerPool`, created once and released together
 each round by its start gate; ctypes drops the GIL during each system call, so the calls can
@@ -16,7 +18,8 @@ A native race that has not finished `timeout` seconds after its release (a call 
 returns) is recorded with that call pending, reported as a problem (the run is UNKNOWN) and
 ends the run (`dead`): the stuck racer is never reused.
 
-Interference: before every race the target checks that nothing it did not create is mapped in
+Interference: before every race (batches: before and after each batch, the findings going to
+the batch's first and last round) the target checks that nothing it did not create is mapped in
 its arenas. "Created" is the union of the page ranges its own successful mmap calls returned
 (from the records). Where the kernel has PROCMAP_QUERY (Linux 6.11+; `_vmaquery`), the
 mappings present in each arena are walked, one ioctl each (after a cleanup usually a single
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -62,8 +66,8 @@ from stress.agent import Record, WorkerError, WorkerPool, spans_overlap
 from stress.errors import UsageError
 from stress.harness._fenced import FencedSpace as _FencedSpace
 from stress.harness._fenced import gaps, insert_range, merge_ranges
-from stress.harness._native import NativeRacer, NativeUnavailable, encode
-from stress.harness._target import RaceOutcome, TargetOptions
+from stress.harness._native import HUNG, MOVED, NativeRacer, NativeUnavailable, encode
+from stress.harness._target import BatchRound, RaceOutcome, RoundOps, TargetOptions
 from stress.harness._vmaquery import PROBE_FLAGS, Occupancy
 from stress.history import Operation
 
@@ -79,6 +83,8 @@ SENTINEL_PAGES = 64  # setup pages given sentinel bytes per round, at most
 SENTINEL_SIZE = 16
 RACE_TIMEOUT = 30.0  # seconds a native race may take before it counts as hung
 ENGINES = ("native", "python")
+BATCH_LIMIT = 512  # rounds per native batch at most (the runner sizes batches by time)
+BATCH_ENV = "MMRACE_BATCH"
 _RW = mm.PROT_READ | mm.PROT_WRITE
 
 
@@ -108,10 +114,12 @@ class KernelTarget:
         if self.engine not in ENGINES:
             raise UsageError(f"--engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         self.timeout = options.timeout if options.timeout is not None else RACE_TIMEOUT
+        self._batch = _batch_limit(options.batch)
         self.dead: str | None = None  # a native race hung: no more rounds
         self.note: str | None = None  # why the native engine is not used
         self._native: NativeRacer | None = None
-        self._encoded: dict[mm.Op, bytes] = {}  # fenced ops as the racer reads them
+        # fenced ops as the racer reads them, and whether each is a hint (a non-fixed mmap)
+        self._encoded: dict[mm.Op, tuple[bytes, bool]] = {}
         self.params = options.params if options.params is not None else mm.kernel.host_params()
         self.gate = gate
         self.page = k.page_size()
@@ -246,39 +254,105 @@ class KernelTarget:
         records = _records(round_index, plans, raw)
         self._note_created(records)
         if not finished:
-            hung = [
-                str(task)
-                for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
-                if len(got) < len(plan) or (got and got[-1][2] is None)
-            ]
-            self.dead = (
-                f"--target kernel: a race call did not return within {self.timeout:g} s "
-                f"(task {', '.join(hung)}, round {round_index}); the run stops"
-            )
-            self._sentinels = {}
-            return RaceOutcome(records, [*problems, self.dead], False)
+            return RaceOutcome(records, [*problems, self._hung(round_index, plans, raw)], False)
         content = self._read_back(round_index)
         await self._pause()
         return RaceOutcome(records, problems, spans_overlap(raw), content)
 
-    def _encode(self, plans: Sequence[Sequence[mm.Op]]) -> list[list[bytes]] | None:
+    def _hung(
+        self, round_index: int, plans: Sequence[Sequence[mm.Op]], raw: Sequence[Sequence[Record]]
+    ) -> str:
+        """The target is dead: a race of the native racer missed its deadline (the message)."""
+        hung = [
+            str(task)
+            for task, (plan, got) in enumerate(zip(plans, raw, strict=False))
+            if len(got) < len(plan) or (got and got[-1][2] is None)
+        ]
+        self.dead = (
+            f"--target kernel: a race call did not return within {self.timeout:g} s "
+            f"(task {', '.join(hung)}, round {round_index}); the run stops"
+        )
+        self._sentinels = {}
+        return self.dead
+
+    @property
+    def batch_limit(self) -> int:
+        """Rounds per `run_rounds` call at most: 0 without the native engine (or once dead)."""
+        return self._batch if self._native is not None and self.dead is None else 0
+
+    async def run_rounds(self, first_round: int, rounds: Sequence[RoundOps]) -> list[BatchRound]:
+        """Several rounds in one native call (racer.c's mmr_batch; `Target.run_rounds`): each
+        race, then its tail (cleanup and footprint check) on the trio thread, no Python between
+        rounds. Runs the longest prefix of `rounds` that qualifies: every op one the racer can
+        make (`_encode`), no hint in a race (its placement needs the runner's undo); [] when
+        the first does not (or the native engine is off). The interference check runs before
+        the batch (its findings go to the first round) and after it (to the last round run):
+        a mapping that appears mid-batch is reported in the batch, not in a later round."""
+        native = self._native
+        if native is None or self.dead is not None or self._batch <= 1:
+            return []
+        batch = []
+        for plans, serial in rounds:
+            racing = self._encode(plans, fixed=True)
+            serially = self._encode([serial])
+            if racing is None or serially is None:
+                break
+            batch.append((racing, serially[0]))
+        if not batch:
+            return []
+        before = self.interference()
+        words, layout, why = native.run_batch(batch, self.timeout)  # blocks: see run_race
+        out = []
+        last = len(layout) - 1
+        for j, (start, _lengths, _tail) in enumerate(layout):
+            r = first_round + j
+            plans, tail_ops = rounds[j]
+            records, spans, at = _from_words(r, plans, words, start)
+            self._note_created(records)
+            problems = before if j == 0 else []
+            if j == last and why == HUNG:
+                raw = [
+                    [(x.result, x.call, x.ret) for x in records if x.task == t]
+                    for t in range(len(plans))
+                ]
+                dead = self._hung(r, plans, raw)
+                out.append(BatchRound(RaceOutcome(records, [*problems, dead]), None))
+                return out
+            tail: list[Operation] | None = None
+            if j < last or why != MOVED:
+                tail, _, _ = _from_words(r, [tail_ops], words, at)
+                self._note_created(tail)
+            if j == last:
+                problems = [*problems, *self.interference()]
+            out.append(BatchRound(RaceOutcome(records, problems, spans_overlap(spans)), tail))
+        await self._pause()
+        return out
+
+    def _encode(
+        self, plans: Sequence[Sequence[mm.Op]], *, fixed: bool = False
+    ) -> list[list[bytes]] | None:
         """The plans as the native racer reads them, each op fenced first (`_bind`); None when
-        an op needs a call the racer cannot make (`KernelSpace.apply` for a stray range)."""
+        an op needs a call the racer cannot make (`KernelSpace.apply` for a stray range), or,
+        with `fixed`, when an mmap is a hint. (Plans share op values: each is looked up once.)"""
         get = self._encoded.get
+        seen: dict[int, tuple[bytes, bool]] = {}  # by id: the ops live as long as `plans`
         out = []
         for plan in plans:
             row = []
             for op in plan:
-                got = get(op)
+                got = seen.get(id(op)) or get(op)
                 if got is None:
                     [[(fn, _args)]] = self._bind([[op]])
                     if fn == self.space.apply:  # type: ignore[union-attr]
                         return None  # (not remembered, as in `_bind_one`)
-                    got = encode(op)
+                    got = (encode(op), mm.is_nonfixed(op))
                     if len(self._encoded) >= _BOUND_CACHE:
                         self._encoded.clear()
                     self._encoded[op] = got
-                row.append(got)
+                if fixed and got[1]:
+                    return None
+                seen[id(op)] = got
+                row.append(got[0])
             out.append(row)
         return out
 
@@ -524,6 +598,53 @@ class KernelTarget:
             for lo, hi in gaps(region.start, region.end, self._created):
                 out.append(attrs.evolve(region, start=lo, end=hi))
         return out
+
+
+def _batch_limit(option: int | None) -> int:
+    """Rounds per native batch at most: the option, else $MMRACE_BATCH, else BATCH_LIMIT."""
+    if option is None:
+        text = os.environ.get(BATCH_ENV, "")
+        if not text:
+            return BATCH_LIMIT
+        try:
+            option = int(text)
+        except ValueError:
+            raise UsageError(f"${BATCH_ENV}: {text!r} is not a whole number") from None
+    if option < 1:
+        raise UsageError(f"batch: {option} rounds per batch; at least 1")
+    return option
+
+
+def _from_words(
+    round_index: int, plans: Sequence[Sequence[mm.Op]], words: Sequence[int], start: int
+) -> tuple[list[Operation], list[list[Record]], int]:
+    """A batch round's records straight from the racer's out words (3 per op from op index
+    `start`: result, call ns, return ns, -1 for not started / not returned; a plan's records end
+    at its first call never started), task by task in plan order; each task's span as
+    `spans_overlap` reads it ([(first call's result, its call, last call's return)], empty when
+    none started); and the op index after the plans."""
+    records = []
+    spans: list[list[Record]] = []
+    i = start * 3
+    for task, plan in enumerate(plans):
+        first = -1
+        end: int | None = None
+        for j, op in zip(range(i, i + 3 * len(plan), 3), plan):  # noqa: B905 (same length)
+            call = words[j + 1]
+            if call < 0:
+                break  # never started (a call before it hung)
+            ret = words[j + 2]
+            if ret < 0:  # not returned: pending
+                records.append(Operation(task, op, None, call, None, round_index))
+                end = None
+            else:
+                records.append(Operation(task, op, words[j], call, ret, round_index))
+                end = ret
+            if first < 0:
+                first = call
+        spans.append([(None, first, end)] if first >= 0 else [])
+        i += 3 * len(plan)
+    return records, spans, i // 3
 
 
 def _records(

@@ -19,6 +19,16 @@ Stopping: after `rounds` rounds, when `time_budget` runs out, when `stop.request
 (Ctrl-C does that; a second Ctrl-C cancels the round in flight), or when the target is dead
 (its `dead` attribute says how). Problems a target found outside any race (`late_problems`,
 e.g. an agent that died during the last cleanup or at the end) are reported after the rounds.
+
+Batches: when the target offers `run_rounds` (with `batch_limit` above 1) and there is no
+explorer, rounds without setup run many per call (the kernel target's native engine: many
+rounds per C call). The runner plans them ahead (`Workload.plan` is pure per round index) and
+records each exactly as if it had run alone (same history lines and order, round records,
+undo of moved mappings, stats, `on_round`). What batching changes: stop requests, the time
+budget and `dead` are looked at between batches (each sized to about BATCH_SECONDS from the
+last one's pace), so the rounds of a batch already run when a stop comes are recorded; a round
+with setup, or one the target cannot batch, runs alone; the target checks interference per
+batch (before and after it) instead of before each race.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import signal
 import threading
 import time
 from array import array
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +50,7 @@ import mm
 import workloads
 from stress.errors import UsageError, counted, interruption
 from stress.harness._scheduler import ScheduleDiverged
-from stress.harness._target import RaceOutcome, Target, TargetOptions, contested
+from stress.harness._target import RaceOutcome, RoundOps, Target, TargetOptions, contested
 from stress.history import Header, HistoryWriter, Operation
 
 PROBLEMS_KEPT = 50
@@ -90,6 +101,7 @@ class RunStats:
     full_overlap_rounds: int = 0  # rounds whose racing calls all shared an instant
     racing_rounds: int = 0  # rounds in which two or more tasks had calls to race
     pruned_schedules: int = 0  # exhaustive: executions cut short at an explored state
+    batched_rounds: int = 0  # rounds run in batches (`Target.run_rounds`)
     exploration: dict[str, Any] | None = None  # exhaustive: the explorer's account
     problem_count: int = 0
     problems: list[str] = attrs.Factory(list)
@@ -281,6 +293,17 @@ async def _watch_sigint(
             stop.request(f"interrupted ({interruption()})")
 
 
+BATCH_SECONDS = 0.0015  # a batch of rounds (`Target.run_rounds`) should last about this long
+BATCH_FIRST = 4  # rounds in the first batch (later ones are sized from the last one's time)
+
+
+def _batch_size(limit: int, ran: int, seconds: float) -> int:
+    """Rounds for the next batch: as many as fit in BATCH_SECONDS at the last batch's pace."""
+    if ran <= 0 or seconds <= 0:
+        return min(limit, BATCH_FIRST)
+    return max(1, min(limit, int(BATCH_SECONDS * ran / seconds)))
+
+
 async def _rounds(
     config: RunConfig,
     target: Target,
@@ -293,12 +316,15 @@ async def _rounds(
 ) -> None:
     workload, tasks, seed = config.workload, config.tasks, config.target.seed
     deadline = None if config.time_budget is None else stats.started + config.time_budget
-    page = target.params.page_size
-    shapes = stats.shapes
-    write = writer.write
     clock = time.perf_counter
     phases = stats.phases
     explorer = getattr(target, "explorer", None)
+    run_rounds = getattr(target, "run_rounds", None)
+    limit = int(getattr(target, "batch_limit", 0) or 0)
+    batching = explorer is None and run_rounds is not None and limit > 1
+    ahead: deque[workloads.RoundPlan] = deque()  # planned for a batch, not run: rounds r, r + 1...
+    size = _batch_size(limit, 0, 0.0)
+    record = _Recorder(target, writer, schedule, stats, on_round, explorer)
     r = executions = 0
     while True:
         if explorer is not None:
@@ -315,16 +341,42 @@ async def _rounds(
         if getattr(target, "dead", None):  # nothing more can be recorded: say so, stop
             stop.request("the target died")
             break
+        if batching:
+            assert run_rounds is not None
+            t0 = clock()
+            want = size if config.rounds is None else min(size, config.rounds - r)
+            while len(ahead) < want:
+                ahead.append(workload.plan(r + len(ahead), tasks, space, seed))
+            batch: list[RoundOps] = []
+            for plan in ahead:
+                if plan.setup or len(batch) == want:  # setup: the content oracle needs Python
+                    break
+                batch.append((plan.tasks, (*plan.cleanup, *plan.check)))
+            t1 = clock()
+            done = await run_rounds(r, batch) if batch else []
+            t2 = clock()
+            if done:
+                size = _batch_size(limit, len(done), t2 - t1)
+                phases["plan"] += t1 - t0
+                phases["target"] += t2 - t1
+                stats.batched_rounds += len(done)
+                for got in done:
+                    await record(r, r, ahead.popleft(), [], got.race, got.tail)
+                    r += 1
+                await trio.lowlevel.checkpoint()
+                continue
         t0 = clock()
         planned = r
         if explorer is not None:
             explorer.begin()
             planned = explorer.plan_round
-        plan = workload.plan(planned, tasks, space, seed)
+        plan = ahead.popleft() if ahead else workload.plan(planned, tasks, space, seed)
         t1 = clock()
         setup = await target.run_serial(r, plan.setup) if plan.setup else []
         race = await target.run_race(r, plan.tasks)
         t2 = clock()
+        phases["plan"] += t1 - t0
+        phases["target"] += t2 - t1
         executions += 1
         if executions % 64 == 0:
             await trio.lowlevel.checkpoint()
@@ -332,23 +384,69 @@ async def _rounds(
             explorer.end(race.pruned)
             if race.pruned:  # an explored state: nothing of this execution is recorded
                 stats.pruned_schedules += 1
-                phases["target"] += t2 - t1
                 continue
-        undo = undo_moved(race.records, page)  # mappings placed outside the footprint
-        cleanup_ops = (*undo, *plan.cleanup, *plan.check)
+        await record(r, planned, plan, setup, race, None)
+        r += 1
+
+
+class _Recorder:
+    """Finish a round whose race ran: undo what it left outside its footprint, cleanup and
+    footprint check (unless a batch ran them: `tail`), then the history lines, the round
+    record, the stats and `on_round`, the same for a batched round as for one run alone."""
+
+    def __init__(
+        self,
+        target: Target,
+        writer: HistoryWriter,
+        schedule: IO[str] | None,
+        stats: RunStats,
+        on_round: RoundHook | None,
+        explorer: Any,
+    ) -> None:
+        self.target = target
+        self.writer = writer
+        self.schedule = schedule
+        self.stats = stats
+        self.on_round = on_round
+        self.explorer = explorer
+        self.page = target.params.page_size
+
+    async def __call__(
+        self,
+        r: int,
+        planned: int,
+        plan: workloads.RoundPlan,
+        setup: list[Operation],
+        race: RaceOutcome,
+        tail: list[Operation] | None,
+    ) -> None:
+        target, stats, page, explorer = self.target, self.stats, self.page, self.explorer
+        phases = stats.phases
+        clock = time.perf_counter
+        t2 = clock()
+        if tail is None:
+            undo = undo_moved(race.records, page)  # mappings placed outside the footprint
+            cleanup_ops = (*undo, *plan.cleanup, *plan.check)
+        else:
+            cleanup_ops = (*plan.cleanup, *plan.check)
         t3 = clock()
-        cleanup = await target.run_serial(r, cleanup_ops) if cleanup_ops else []
+        if tail is None:
+            cleanup = await target.run_serial(r, cleanup_ops) if cleanup_ops else []
+        else:
+            cleanup = tail
         if plan.check and len(cleanup) == len(cleanup_ops):
             # a footprint-check probe answered with another address: undo that mapping too
             stray = undo_moved(cleanup[-len(plan.check) :], page)
             if stray:
                 cleanup += await target.run_serial(r, stray)
         t4 = clock()
+        write = self.writer.write
         for records in (setup, race.records, cleanup):
             for rec in records:
                 if rec.round != r:  # a target bug: its records would land in another round
                     raise RuntimeError(f"{target.name} recorded round {rec.round} in round {r}")
                 write(rec)
+        schedule = self.schedule
         if schedule is not None:
             line: dict[str, Any] = {"round": r, "choices": getattr(target, "last_choices", [])}
             if explorer is not None:
@@ -369,21 +467,21 @@ async def _rounds(
             info["problems"] = race.problems
             for problem in race.problems:
                 stats.note_problem(problem)
-        writer.write_round(r, flush=bool(race.problems), **info)
+        self.writer.write_round(r, flush=bool(race.problems), **info)
         stats.rounds = r + 1
         stats.operations += len(setup) + len(race.records) + len(cleanup)
         stats.race_operations += len(race.records)
         stats.overlapped_rounds += contest
         stats.full_overlap_rounds += race.overlapped
         stats.racing_rounds += sum(1 for ops in plan.tasks if ops) >= 2
-        shapes.append(len(setup))
-        shapes.append(len(race.records))
+        stats.shapes.append(len(setup))
+        stats.shapes.append(len(race.records))
         if race.problems:
             stats.round_problems[r] = tuple(race.problems)
         t5 = clock()
-        phases["plan"] += t1 - t0
-        phases["target"] += (t2 - t1) + (t4 - t3)
+        phases["target"] += t4 - t3
         phases["record"] += t5 - t4 + (t3 - t2)
-        if on_round is not None:
-            on_round(stats, RoundLog(r, setup, race, cleanup, planned if explorer else None))
-        r += 1
+        if self.on_round is not None:
+            self.on_round(
+                stats, RoundLog(r, setup, race, cleanup, planned if explorer is not None else None)
+            )

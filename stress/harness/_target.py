@@ -46,6 +46,20 @@ class RaceOutcome:
 
 
 @attrs.frozen
+class BatchRound:
+    """One round of `Target.run_rounds`: its race, and its tail's records (the cleanup and
+    footprint-check ops given, in order), or None when the tail did not run (the batch stopped
+    after this race: the runner then runs undo, cleanup and check itself, as for any round)."""
+
+    race: RaceOutcome
+    tail: list[Operation] | None
+
+
+# A round handed to `Target.run_rounds`: the race's plans, then the serial tail's ops.
+RoundOps = tuple[Sequence[Sequence[mm.Op]], Sequence[mm.Op]]
+
+
+@attrs.frozen
 class TargetOptions:
     """Everything the command line may say about a target; each target uses what it needs.
 
@@ -69,6 +83,8 @@ class TargetOptions:
     static C agent, `native/agent.c`).
     `startup_timeout`: seconds the agent may take to start and say hello (slow emulators);
     None: $MMRACE_AGENT_STARTUP_TIMEOUT, else 60.
+    `batch`: the kernel target's native engine: rounds per C call at most (`run_rounds`);
+    1 turns batching off; None: $MMRACE_BATCH, else the target's default.
     """
 
     spec: str = "model"
@@ -87,6 +103,7 @@ class TargetOptions:
     granularity: str = "line"
     engine: str = "native"
     agent: str = "python"
+    batch: int | None = None
 
 
 @runtime_checkable
@@ -113,6 +130,15 @@ class Target(Protocol):
     - `explorer`: not None under the exhaustive scheduler: the search the runner drives
       (`stress.harness._explore.Explorer`: `begin`, `end`, `plan_round`, `finished`).
     - `last_choices`: the controlled scheduler's decisions in the last race (clock "steps").
+    - `run_rounds(first_round, rounds)` with `batch_limit` (rounds per call at most; batching
+      is used only when it is above 1): run several rounds at once, each given as (race plans,
+      tail ops: the round's undo-free cleanup and footprint check), round indices from
+      `first_round`; returns a `BatchRound` per round run, a prefix of `rounds` ([] when the
+      first does not qualify: the runner then runs it the usual way). The runner uses it only
+      without an explorer and for rounds without setup, and records each round exactly as if
+      it had run alone. A target stops a batch after a race whose records need the runner
+      before the next round (a mapping placed elsewhere: tail None) and after a tail whose
+      footprint-check probe was answered elsewhere.
     """
 
     name: str

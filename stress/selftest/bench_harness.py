@@ -6,8 +6,8 @@ recording to a history file, under trio's own scheduling and under the controlle
 `stress.selftest.lockfree`, 8 tasks: sync on traced threads, a preemption point at every line,
 and async as controlled coroutines); the bytes a recorded call occupies in memory while its
 round runs, and the resident-memory growth per operation over a whole run (streaming keeps it
-near zero); the kernel target's rounds/s against a bare ctypes + Barrier loop
-(`stress.selftest.bench_kernel`).
+near zero); the kernel target's rounds/s in a real run (the runner's batches of rounds per C
+call) against a bare C pthread loop (`stress.selftest.bench_kernel`).
 Throughput is wall-clock over the round loop (plan, race, record); grading and checking run
 after it and are reported apart.
 """

@@ -5,13 +5,16 @@ MAP_FIXED_NOREPLACE, then one thread unmaps it — in this process, one after th
 - bare: `native/bare.c` (shipped beside this module, built into the per-user cache on first
   use): N pthreads released by the racer's own gate (`stress/harness/native/gate.h`), each
   calls mmap once, the releaser unmaps the page; nothing recorded, nothing checked;
-- native: `KernelTarget(engine="native")`: `run_race` + `run_serial(cleanup)` driven from trio
-  (the C racer's gate, call and return stamps, arena fence, the interference check before the
-  race, `Operation` records, the content oracle's bookkeeping);
-- python: the same with `engine="python"` (the `WorkerPool` threads).
+- native: a real run (`stress.harness.execute`, the runner `mmrace run` uses, recording to a
+  temporary history) of `KernelTarget(engine="native")` on that round (the same-page workload
+  without its footprint check, in a one-page arena): the runner hands the target batches of
+  rounds (`run_rounds`: many rounds per C call, sized to about 1.5 ms; the C racer's gate, call
+  and return stamps, arena fence, the interference check before and after each batch,
+  `Operation` records);
+- python: the same run with `engine="python"` (the `WorkerPool` threads, a round at a time).
 The three alternate `repeats` times; the figure is the median of the paired ratios native
-rounds/s / bare rounds/s (target: at least 0.5). The targets' time is the time spent inside
-their two calls per round (the benchmark's own bookkeeping between rounds is left out). Each
+rounds/s / bare rounds/s (target: at least 0.5). The targets' time is the runner's "target"
+phase (inside the target's calls; planning, history lines and round records are left out). Each
 note also gives, for both engines, the share of rounds with all N calls in flight at one
 instant and the winners' fairness: Jain's index over the tasks' win counts (1 = every task won
 equally often, 1/N = one task won everything) and the top task's share of the wins.
@@ -22,16 +25,25 @@ from __future__ import annotations
 import ctypes
 import os
 import statistics
-import time
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 import trio
 
-import mm
+import workloads
 from mm import kernel as k
-from stress.harness import KernelTarget, NativeUnavailable, build_native
+from stress.harness import (
+    KernelTarget,
+    NativeUnavailable,
+    RoundLog,
+    RunConfig,
+    RunStats,
+    TargetOptions,
+    build_native,
+    execute,
+)
 from stress.selftest._figure import Figure
 from workloads import Space
 
@@ -78,34 +90,43 @@ def bare_loop(threads: int, base: int, seconds: float) -> Side:
     return Side(rounds / (elapsed / 1e9), full / max(rounds, 1), tuple(out[4:]))
 
 
+# every task NOREPLACE-maps the page, then one munmap: the bare loop's round
+BENCH_PAGE = attrs.evolve(workloads.get("same-page"), name="bench-page", footprint_check=False)
+
+
 async def target_side(threads: int, base: int, seconds: float, engine: str) -> Side:
-    """Rounds/s of the kernel target with `engine`, all-in-flight share, wins per task."""
+    """Rounds/s of the kernel target with `engine` in a real run, all-in-flight share, wins."""
     page = k.page_size()
-    target = KernelTarget(engine=engine)
-    await target.open(threads, Space(base, 1 << 30, page))
-    if target.engine != engine:
-        await target.aclose()
-        raise NativeUnavailable(target.note or f"engine {engine} unavailable")
-    grab = [[mm.Op.mmap(base, page, mm.PROT_READ | mm.PROT_WRITE, mm.NR)] for _ in range(threads)]
-    cleanup = [mm.Op.munmap(base, page)]
-    rounds = raced = 0
+    raced = 0
     wins = [0] * threads
-    busy = 0.0  # time inside the target's calls (the bookkeeping here is left out)
-    clock = time.perf_counter
-    try:
-        deadline = clock() + seconds
-        while clock() < deadline:
-            start = clock()
-            outcome = await target.run_race(rounds, grab)
-            await target.run_serial(rounds, cleanup)
-            busy += clock() - start
-            rounds += 1
-            raced += outcome.overlapped
-            for rec in outcome.records:
-                if rec.result == base:
-                    wins[rec.task] += 1
-    finally:
-        await target.aclose()
+
+    def on_round(stats: RunStats, log: RoundLog) -> None:
+        nonlocal raced
+        raced += log.race.overlapped
+        for rec in log.race.records:
+            if rec.result == base:
+                wins[rec.task] += 1
+
+    options = TargetOptions(spec="kernel", engine=engine)
+    target = KernelTarget(options)
+    with tempfile.TemporaryDirectory(prefix="mmrace-bench-") as tmp:
+        config = RunConfig(
+            BENCH_PAGE,
+            BENCH_PAGE.name,
+            options,
+            threads,
+            None,
+            seconds,
+            Path(tmp),
+            Space(base, page, page),
+        )
+        stats = await execute(config, target, on_round=on_round)
+    if target.engine != engine:
+        raise NativeUnavailable(target.note or f"engine {engine} unavailable")
+    if stats.problems:
+        raise RuntimeError(f"kernel bench ({engine}): {stats.problems[0]}")
+    busy = stats.phases["target"]
+    rounds = stats.rounds
     return Side(rounds / busy if busy else 0.0, raced / max(rounds, 1), tuple(wins))
 
 

@@ -11,6 +11,7 @@ import pytest
 import workloads
 from stress.driver import perform
 from stress.harness import RunConfig, TargetOptions, make_target
+from stress.history import load_history
 from tests.helpers import assert_judged_ok
 
 pytestmark = [
@@ -53,3 +54,25 @@ def test_a_hung_call_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     summary = run(tmp_path / "run", "same-page", 3, 50, timeout=0.5)
     assert summary["verdict"] == "UNKNOWN" and summary["exit_code"] == 3
     assert "did not return within 0.5 s" in str(summary)
+
+
+def test_batched_and_unbatched_runs_are_judged_alike(tmp_path: Path) -> None:
+    """Many rounds per C call (the default) and a round per call (batch=1): the same rounds,
+    ops per round and task numbering, and both judged OK."""
+    shapes = []
+    for name, batch in (("batched", None), ("alone", 1)):
+        summary = run(tmp_path / name, "same-page", 3, 400, batch=batch)
+        assert summary["rounds"] == 400 and summary["problems"] == []
+        assert_judged_ok(int(summary["exit_code"]), summary)  # type: ignore[call-overload]
+        _, ops = load_history(tmp_path / name / "history.jsonl")
+        shapes.append([(op.round, op.task, op.op) for op in ops])
+    assert shapes[0] == shapes[1]
+
+
+def test_a_mapping_placed_elsewhere_is_a_violation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DEBUG_ENV, "move:1")  # task 1's NOREPLACE mmap lands a page higher
+    summary = run(tmp_path / "run", "same-page", 2, 50)
+    assert summary["verdict"] == "VIOLATION" and summary["exit_code"] == 1
+    assert summary["rounds"] == 50 and summary["problems"] == []

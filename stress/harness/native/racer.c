@@ -25,9 +25,20 @@
  * stuck in a call) and the caller must never free its buffers or the racer. (A call of the
  * caller's own plan that never returns cannot be timed out: the caller is in it.)
  *
+ * Batches (mmr_batch): many rounds per call, so the threads stay awake between rounds (no
+ * Python between them). Each round is a race as above (same gate, rotation, stamps, deadline)
+ * followed by its tail: serial ops the caller thread runs once every worker finished (the
+ * runner's cleanup and footprint check), stamped like the race calls. The batch stops early,
+ * before that round's tail, after a race that needs Python: a worker missed the deadline
+ * (MMR_HUNG, the racer is stuck as above) or an mmap succeeded at another address than it
+ * asked for (MMR_MOVED: the caller must unmap it before later rounds run); and after a tail
+ * whose mmap was answered with another address (MMR_STRAY: a footprint-check probe to undo).
+ *
  * Debug switches (tests only, mmr_debug): forge_task reports a failed mmap of that task as a
  * success at the requested address (a lie the checker must catch); hang_task never issues its
- * first call when a worker runs it (a hung call). This file is part of mmrace (MIT). */
+ * first call when a worker runs it (a hung call); move_task issues its mmaps `length` bytes
+ * above the address asked for (the flags ignored: a mapping placed elsewhere) and reports
+ * where it landed. This file is part of mmrace (MIT). */
 #include "gate.h"
 
 #include <pthread.h>
@@ -38,9 +49,10 @@
 
 #define MMR_OP_FIELDS 7
 #define MMR_REC_FIELDS 3
-#define MMR_ABI 3
+#define MMR_ABI 4
 #define MMR_PATIENCE 20000 /* ns the threads with a core of their own wait for each other */
 enum { MMR_MMAP = 0, MMR_MUNMAP = 1, MMR_MPROTECT = 2 };
+enum { MMR_DONE = 0, MMR_HUNG = 1, MMR_MOVED = 2, MMR_STRAY = 3 }; /* why a batch ended */
 
 typedef struct mmr_racer mmr_racer;
 
@@ -69,6 +81,7 @@ struct mmr_racer {
     int64_t *out;
     int forge_task;
     int hang_task;
+    int move_task;
     pthread_t *tids;
     mmr_thread_arg *args; /* args[0]: the caller's spins */
 };
@@ -100,7 +113,15 @@ static void mmr_run_plan(mmr_racer *r, int plan, int worker) {
         rec[1] = call;
         if (worker && plan == r->hang_task)
             for (;;) mmr_wait(&r->hang, mmr_differs, 0, 0, 0, NULL);
-        long res = mmr_call(op);
+        long res;
+        if (plan == r->move_task && op[0] == MMR_MMAP) {
+            uint64_t moved[MMR_OP_FIELDS];
+            memcpy(moved, op, sizeof moved);
+            moved[1] += moved[2];
+            res = mmr_call(moved);
+        } else {
+            res = mmr_call(op);
+        }
         int64_t ret = mmr_now();
         if (plan == r->forge_task && res < 0 && op[0] == MMR_MMAP) res = (long)op[1];
         rec[0] = res;
@@ -157,7 +178,7 @@ mmr_racer *mmr_open(int threads) {
     mmr_racer *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->threads = threads;
-    r->forge_task = r->hang_task = -1;
+    r->forge_task = r->hang_task = r->move_task = -1;
     r->tids = calloc((size_t)threads, sizeof *r->tids);
     r->args = calloc((size_t)threads, sizeof *r->args);
     if (!r->tids || !r->args) {
@@ -192,9 +213,10 @@ mmr_racer *mmr_open(int threads) {
     return r;
 }
 
-void mmr_debug(mmr_racer *r, int forge_task, int hang_task) {
+void mmr_debug(mmr_racer *r, int forge_task, int hang_task, int move_task) {
     r->forge_task = forge_task;
     r->hang_task = hang_task;
+    r->move_task = move_task;
 }
 
 /* One round (see the top of the file): 0 when every thread finished, 1 past the deadline
@@ -219,6 +241,55 @@ int mmr_round(mmr_racer *r, int plans, const uint64_t *ops, const int32_t *offse
     uint32_t got = mmr_wait(&r->done, mmr_reaches, want, r->done_spin.ns, deadline, &spun);
     mmr_adapt(&r->done_spin, spun);
     return mmr_reaches(got, want) ? 0 : 1;
+}
+
+/* Did an mmap among ops lo .. hi-1 succeed at another address than the one it asked for? */
+static int mmr_moved(const uint64_t *ops, const int64_t *out, int lo, int hi) {
+    for (int i = lo; i < hi; i++) {
+        const uint64_t *op = ops + (size_t)i * MMR_OP_FIELDS;
+        int64_t res = out[(size_t)i * MMR_REC_FIELDS];
+        if (op[0] == MMR_MMAP && res >= 0 && (uint64_t)res != op[1]) return 1;
+    }
+    return 0;
+}
+
+/* `rounds` rounds (see the top of the file). shape, round after round: the round's plan count
+ * n, then n + 2 op indices counted from the round's first op (where each plan starts, where the
+ * tail starts, where it ends); ops and out hold the rounds one after another. Returns the
+ * rounds whose race ran; *why says why it stopped (MMR_DONE: all ran, tails included). Calls
+ * never started keep -1 stamps. */
+int mmr_batch(mmr_racer *r, int rounds, const int32_t *shape, const uint64_t *ops, int64_t *out,
+              int64_t timeout_ns, int32_t *why) {
+    *why = MMR_DONE;
+    for (int j = 0, pos = 0; j < rounds; j++) {
+        int plans = shape[pos];
+        const int32_t *offsets = shape + pos + 1;
+        int lo = offsets[plans], hi = offsets[plans + 1];
+        pos += plans + 3;
+        memset(out + (size_t)lo * MMR_REC_FIELDS, 0xff,
+               (size_t)(hi - lo) * MMR_REC_FIELDS * sizeof *out);
+        if (mmr_round(r, plans, ops, offsets, out, timeout_ns)) {
+            *why = MMR_HUNG;
+            return j + 1;
+        }
+        if (mmr_moved(ops, out, 0, lo)) {
+            *why = MMR_MOVED;
+            return j + 1;
+        }
+        for (int i = lo; i < hi; i++) {
+            int64_t *rec = out + (size_t)i * MMR_REC_FIELDS;
+            rec[1] = mmr_now();
+            rec[0] = mmr_call(ops + (size_t)i * MMR_OP_FIELDS);
+            rec[2] = mmr_now();
+        }
+        if (mmr_moved(ops, out, lo, hi)) {
+            *why = MMR_STRAY;
+            return j + 1;
+        }
+        ops += (size_t)hi * MMR_OP_FIELDS;
+        out += (size_t)hi * MMR_REC_FIELDS;
+    }
+    return rounds;
 }
 
 /* Stop and join the workers, free everything (never after a round that timed out). */
