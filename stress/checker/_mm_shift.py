@@ -73,19 +73,13 @@ class Mover:
         movable, or already there."""
         spans = self._spans
         lo = hi = -1
-        for e in segment:
-            op = e.input
-            span = spans.get(id(op), _UNSEEN)
+        ops = {id(e.input): e.input for e in segment}  # the segment's calls, each once
+        for key, op in ops.items():
+            span = spans.get(key, _UNSEEN)
             if span is _UNSEEN:
-                span = spans[id(op)] = movable_span(op, self.params)
+                span = spans[key] = movable_span(op, self.params)
             if span is None:
                 return segment
-            if (
-                e.ret is not None
-                and e.output >= 0
-                and e.output != (op.addr if op.kind == "mmap" else 0)
-            ):
-                return segment  # a success at another address, or an odd result
             if lo < 0 or span[0] < lo:
                 lo = span[0]
             if span[1] > hi:
@@ -96,18 +90,17 @@ class Mover:
             self.base = lo
         d = self.base - lo
         if not d or hi + d > self.params.task_size or lo + d < self.floor:
-            return segment
-        local: dict[int, mm.Op] = {}  # this segment's calls moved, by original identity
+            return segment  # (already there: its results need no look)
+        moved = {key: self._op(op, d) for key, op in ops.items()}
         out = []
         for e in segment:
             op = e.input
-            moved = local.get(id(op))
-            if moved is None:
-                moved = local[id(op)] = self._op(op, d)
             result = e.output
-            if e.ret is not None and result >= 0 and op.kind == "mmap":
-                result += d
-            out.append(Event(e.task, moved, result, e.call, e.ret))
+            if e.ret is not None and result >= 0:
+                if result != (op.addr if op.kind == "mmap" else 0):
+                    return segment  # a success at another address, or an odd result
+                result += d if op.kind == "mmap" else 0
+            out.append(Event(e.task, moved[id(op)], result, e.call, e.ret))
         return out
 
     def _op(self, op: mm.Op, d: int) -> mm.Op:
