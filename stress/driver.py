@@ -15,6 +15,7 @@ import json
 import shlex
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ import trio
 import mm
 import workloads
 from stress import checker, grading, report
+from stress.cbuild import NativeUnavailable
 from stress.errors import UsageError, a, counted, counting_sigint, interruption, signals_seen
 from stress.harness import (
     RaceOutcome,
@@ -838,6 +840,16 @@ def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True
     as a stream is checked whole."""
     header, reader = read_history(path)
     reader.allow_torn = True
+    if checker.fast_scan_enabled():
+        try:
+            fast = _check_file_fast(header, Path(path), timeout, minimize)
+        except checker.OutOfOrder:
+            fast = None
+            reader.handle.close()
+            return check_whole_file(path, timeout, minimize=minimize)
+        if fast is not None:
+            reader.handle.close()
+            return fast
     try:
         checked = judge_stream(header, reader, timeout, minimize=minimize).checked
     except checker.OutOfOrder:
@@ -846,6 +858,35 @@ def check_file(path: Path | str, timeout: float | None, *, minimize: bool = True
         return attrs.evolve(checked, result=ok_only_if_complete(checked.result, reader.trailer))
     reader.handle.close()
     return check_whole_file(path, timeout, minimize=minimize)
+
+
+BIG_FILE = 64 << 20  # a file this large read by Python: say why the fast scan did not
+
+
+def _check_file_fast(
+    header: Header, path: Path, timeout: float | None, minimize: bool
+) -> CheckedFile | None:
+    """`check_file` through the checker's fast scan (`checker.scan_file`); None when the scan
+    cannot read this file (then the Python reader reads it all, and says so on stderr for a
+    big file)."""
+    try:
+        params = checker.params_of(header)
+    except UsageError as exc:
+        raise UsageError(f"{path}:1: {exc}") from None
+    stream = checker.StreamCheck(params, timeout=timeout)
+    try:
+        scanned = checker.scan_file(path, stream)
+    except (checker.ScanUnsure, NativeUnavailable) as exc:
+        with contextlib.suppress(OSError):
+            if path.stat().st_size >= BIG_FILE:
+                print(f"mmrace: reading {path} with the Python reader: {exc}", file=sys.stderr)
+        return None
+    trailer = None
+    if scanned.trailer is not None:
+        trailer = loads(scanned.trailer, f"{path}: trailer")["end"]
+    result = stream.result(truncation(None, trailer))
+    checked = _finished(header, params, result, timeout, minimize)
+    return attrs.evolve(checked, result=ok_only_if_complete(checked.result, trailer))
 
 
 def check_whole_file(
@@ -927,13 +968,13 @@ class StreamJudged:
         }
 
 
-def truncation(reader: Any, rounds_read: int) -> str | None:
-    """Why a history read to its end is incomplete (None: it is not): a cut-short last line,
-    or no trailer (a history without one is never judged OK: the run may have been killed
-    mid-write; a tool that writes histories closes them with the trailer)."""
-    if reader.torn is not None:
-        return f"{reader.torn}, no trailer: the run was killed or its disk filled up"
-    if reader.trailer is None:
+def truncation(torn: str | None, trailer: dict[str, Any] | None) -> str | None:
+    """Why a history read to its end is incomplete (None: it is not): a cut-short last line
+    (``torn`` says where), or no trailer (a history without one is never judged OK: the run may
+    have been killed mid-write; a tool that writes histories closes them with the trailer)."""
+    if torn is not None:
+        return f"{torn}, no trailer: the run was killed or its disk filled up"
+    if trailer is None:
         return "no trailer: the run was killed, its disk filled up, or it is still being written"
     return None
 
@@ -1009,7 +1050,7 @@ def judge_stream(
     finally:
         if enabled:
             gc.enable()
-    truncated = truncation(reader, read)
+    truncated = truncation(reader.torn, reader.trailer)
     stream.finish(complete=truncated is None)
     if progress is not None:  # what the last segments found, too
         progress(stream, stream.last_round)

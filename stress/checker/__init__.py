@@ -9,6 +9,8 @@ segment, in bounded memory), and counterexamples in words (`render`,
 """
 
 from stress.checker._engine import check
+from stress.checker._fast import Scanned, ScanUnsure, scan_file
+from stress.checker._fast import enabled as fast_scan_enabled
 from stress.checker._minimize import minimize, prefix_at
 from stress.checker._mm_check import Tuning, check_events, minimized, witness
 from stress.checker._mm_model import MmModel, check_history, describe_state, params_of, to_events
@@ -34,6 +36,8 @@ __all__ = [
     "MmModel",
     "Model",
     "OutOfOrder",
+    "ScanUnsure",
+    "Scanned",
     "StreamCheck",
     "Tuning",
     "Verdict",
@@ -42,6 +46,7 @@ __all__ = [
     "check_history",
     "counterexample_lines",
     "describe_state",
+    "fast_scan_enabled",
     "minimize",
     "minimized",
     "params_of",
@@ -49,6 +54,7 @@ __all__ = [
     "race_pass",
     "render",
     "result_json",
+    "scan_file",
     "to_events",
     "witness",
 ]

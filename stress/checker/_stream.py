@@ -65,6 +65,8 @@ class StreamCheck:
     violation: CheckResult | None = None
     violation_round: int | None = None  # the last round of the violation's calls
     unknown: CheckResult | None = None
+    repeated: int = 0  # segments counted as repeats of one judged linearizable (`_fast`)
+    repeated_operations: int = 0
     _buffer: list[Event] = attrs.Factory(list)
     _round_of: dict[int, int] = attrs.Factory(dict)  # id(event) -> its round
     _ready: list[list[Event]] = attrs.Factory(list)
@@ -123,6 +125,26 @@ class StreamCheck:
         self._check()
         self._round_of.clear()
 
+    def check_segments(self, segments: list[list[Event]], rounds: list[int]) -> bool:
+        """Complete segments cut already (by the fast scan, at the cuts `point` makes), with
+        each call's round in order, checked now. True: all of them are linearizable."""
+        round_of = self._round_of
+        k = 0
+        for segment in segments:
+            for e in segment:
+                round_of[id(e)] = rounds[k]
+                k += 1
+        self._take(segments)
+        return self._check() is Verdict.OK
+
+    def count_repeats(self, segments: int, operations: int, largest: int) -> None:
+        """Segments the fast scan counted as repeats of one judged linearizable."""
+        self.segments += segments
+        self.operations += operations
+        self.repeated += segments
+        self.repeated_operations += operations
+        self.largest = max(self.largest, largest)
+
     def _take(self, segments: list[list[Event]]) -> None:
         for segment in segments:
             self.largest = max(self.largest, len(segment))
@@ -138,10 +160,11 @@ class StreamCheck:
         ):
             self._check()
 
-    def _check(self) -> None:
+    def _check(self) -> Verdict | None:
+        """Check the ready segments: their verdict (None: nothing searched)."""
         self._last_check = time.monotonic()
         if not self._ready:
-            return
+            return None
         segments, self._ready, self._ready_calls = self._ready, [], 0
         events = [e for segment in segments for e in segment]
         round_of = self._round_of
@@ -150,7 +173,7 @@ class StreamCheck:
         self.operations += len(events)
         self.last_round = max(self.last_round, max(rounds))
         if self.violation is not None:
-            return  # settled: count the calls, search no more
+            return None  # settled: count the calls, search no more
         self.batches += 1
         left = None
         if self.timeout is not None:
@@ -175,6 +198,7 @@ class StreamCheck:
             self.violation_round = max(found) if found else max(rounds)
         elif result.verdict is not Verdict.OK and self.unknown is None:
             self.unknown = result
+        return result.verdict
 
     def result(self, truncated: str | None = None) -> CheckResult:
         """The combined verdict; ``truncated`` says why the history ended early (then the
@@ -183,6 +207,12 @@ class StreamCheck:
             f"{self.operations} operations in {self.segments} segments "
             f"(the largest {self.largest} calls)"
         )
+        if self.repeated:
+            where += (
+                f"; {self.repeated} of them ({self.repeated_operations} operations) repeat a "
+                f"segment judged linearizable: the same calls, results and real-time order, "
+                f"moved by whole pages"
+            )
         counterexample = None
         if self.violation is not None:
             verdict, reason = Verdict.VIOLATION, self.violation.reason

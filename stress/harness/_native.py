@@ -2,12 +2,10 @@
 
 `native/racer.c` (with the gate in `native/gate.h`) runs a round of raw mmap/munmap/mprotect
 calls on N pthreads released together (docs/targets.md, "Engines"). `build(kind)` compiles it
-with the system C compiler (`$CC`, else the first of `COMPILERS` on PATH) into a per-user cache,
-$XDG_CACHE_HOME/mmrace/<hash>/ (default ~/.cache), the hash covering every source file, the
-compiler's path and version and the flags, so a changed source or compiler builds afresh and
-anything else reuses the file. Kinds: "racer" (a shared library for the kernel target), "agent"
-(the static native agent, `native/agent.c`: musl-gcc -static when present, else cc -static),
-"bare" (the bench's bare pthread loop, a shared library built from the source
+with the system C compiler into a per-user cache (`stress.cbuild`: a changed source or compiler
+builds afresh, anything else reuses the file). Kinds: "racer" (a shared library for the kernel
+target), "agent" (the static native agent, `native/agent.c`: musl-gcc -static when present,
+else cc -static), "bare" (the bench's bare pthread loop, a shared library built from the source
 `stress.selftest` passes in, with `native/gate.h` on the include path).
 No compiler, or a failed build: `NativeUnavailable` with a one-line reason (callers fall back
 to the Python engine and say so).
@@ -16,22 +14,16 @@ to the Python engine and say so).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
 import struct
-import subprocess
-import tempfile
-import threading
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
 import mm
+from stress.cbuild import NativeUnavailable, compile_cached, find_compiler
 
 SOURCE_DIR = Path(__file__).resolve().parent / "native"
-COMPILERS = ("cc", "gcc")
-STATIC_COMPILERS = ("musl-gcc",)
 OP_FIELDS = 7  # kind, addr, length, prot, flags, fd, offset
 REC_FIELDS = 3  # result, call ns, return ns
 ABI = 4
@@ -39,34 +31,11 @@ DEBUG_ENV = "MMRACE_NATIVE_DEBUG"
 KINDS = {"mmap": 0, "munmap": 1, "mprotect": 2}
 _U64 = (1 << 64) - 1
 _OP = struct.Struct(f"<{OP_FIELDS}Q")
-BUILDS: list[Path] = []  # every file this process compiled (tests look)
-_lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _stuck: list[object] = []  # racers and buffers of rounds that timed out: never freed
 
 
-class NativeUnavailable(RuntimeError):
-    """The native racer cannot be built or loaded here (the message says why, in one line)."""
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mmrace"
-
-
-def find_compiler(static: bool = False) -> str:
-    """The C compiler's path: $CC, else the first of `COMPILERS` (for static builds
-    `STATIC_COMPILERS` first) found on PATH; NativeUnavailable when there is none."""
-    names = [os.environ["CC"]] if os.environ.get("CC") else []
-    names += [*(STATIC_COMPILERS if static else ()), *COMPILERS]
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise NativeUnavailable(f"no C compiler found (tried {', '.join(names)})")
-
-
-def _flags(kind: str, compiler: str) -> list[str]:
+def _flags(kind: str) -> list[str]:
     common = ["-O2", "-std=gnu11", "-Wall", "-I", str(SOURCE_DIR)]
     if kind == "agent":
         return [*common, "-static", "-pthread"]
@@ -76,46 +45,15 @@ def _flags(kind: str, compiler: str) -> list[str]:
 def build(kind: str, source: Path | None = None) -> Path:
     """The built file for `kind` (see the module docstring), compiled unless cached."""
     source = source or SOURCE_DIR / ("racer.c" if kind == "racer" else "agent.c")
-    compiler = find_compiler(static=kind == "agent")
-    flags = _flags(kind, compiler)
-    digest = hashlib.sha256()
-    for path in sorted({*SOURCE_DIR.glob("*.[ch]"), source}):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(compiler.encode() + b"\0" + " ".join(flags).encode() + b"\0")
-    digest.update(_version(compiler))
-    folder = cache_root() / digest.hexdigest()[:16]
-    out = folder / {"racer": "libmmrace-racer.so", "agent": "mmrace-agent"}.get(kind, "libbare.so")
-    with _lock:
-        if out.exists():
-            return out
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.")
-            os.close(fd)
-            done = subprocess.run(
-                [compiler, *flags, "-o", tmp, str(source)],
-                capture_output=True,
-                timeout=300,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise NativeUnavailable(f"cannot build the native {kind}: {exc}") from None
-        if done.returncode != 0:
-            Path(tmp).unlink(missing_ok=True)
-            lines = done.stderr.decode(errors="replace").strip().splitlines()
-            why = next((ln for ln in lines if "error" in ln), lines[-1] if lines else "")
-            raise NativeUnavailable(f"{Path(compiler).name} failed on {source.name}: {why[:200]}")
-        os.replace(tmp, out)
-        BUILDS.append(out)
-        return out
-
-
-def _version(compiler: str) -> bytes:
-    try:
-        done = subprocess.run([compiler, "--version"], capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return b""
-    return done.stdout
+    out = {"racer": "libmmrace-racer.so", "agent": "mmrace-agent"}.get(kind, "libbare.so")
+    return compile_cached(
+        source,
+        out,
+        _flags(kind),
+        compiler=find_compiler(static=kind == "agent"),
+        include=[SOURCE_DIR],
+        what=f"native {kind}",
+    )
 
 
 def library() -> ctypes.CDLL:

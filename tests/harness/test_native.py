@@ -15,6 +15,7 @@ pytestmark = [
 ]
 
 if sys.platform.startswith("linux"):
+    from stress import cbuild
     from stress.harness import TargetOptions, _native
     from stress.harness._kernel import KernelTarget
     from workloads import Space
@@ -33,14 +34,14 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_the_build_lands_in_the_cache_and_is_reused(fresh_cache: Path) -> None:
-    before = len(_native.BUILDS)
+    before = len(cbuild.BUILDS)
     first = _native.build("racer")
     assert first.is_file() and first.is_relative_to(fresh_cache)
-    assert len(_native.BUILDS) == before + 1  # compiled once
+    assert len(cbuild.BUILDS) == before + 1  # compiled once
     again = _native.build("racer")
-    assert again == first and len(_native.BUILDS) == before + 1  # not compiled again
+    assert again == first and len(cbuild.BUILDS) == before + 1  # not compiled again
     _native.library()
-    assert len(_native.BUILDS) == before + 1
+    assert len(cbuild.BUILDS) == before + 1
 
 
 def test_a_changed_source_builds_afresh(
@@ -61,7 +62,7 @@ async def test_no_compiler_gives_a_note_and_the_python_engine(
     fresh_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setattr(_native, "COMPILERS", ("mmrace-no-such-cc",))
+    monkeypatch.setattr(cbuild, "COMPILERS", ("mmrace-no-such-cc",))
     target = KernelTarget(engine="native")
     await target.open(2, Space(B, SIZE, P))
     try:
@@ -139,8 +140,8 @@ def test_no_compiler_for_the_native_agent_is_a_one_line_usage_error(
     from stress.harness._agent import AgentTarget
 
     monkeypatch.delenv("CC", raising=False)
-    monkeypatch.setattr(_native, "COMPILERS", ("mmrace-no-such-cc",))
-    monkeypatch.setattr(_native, "STATIC_COMPILERS", ())
+    monkeypatch.setattr(cbuild, "COMPILERS", ("mmrace-no-such-cc",))
+    monkeypatch.setattr(cbuild, "STATIC_COMPILERS", ())
     with pytest.raises(UsageError) as caught:
         AgentTarget(TargetOptions(spec="agent", agent="native"))
     assert str(caught.value) == ("--agent native: no C compiler found (tried mmrace-no-such-cc)")
