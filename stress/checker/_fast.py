@@ -37,7 +37,7 @@ import attrs
 
 import mm
 from stress.cbuild import NativeUnavailable, compile_cached
-from stress.checker._stream import BATCH_EVENTS, OutOfOrder, StreamCheck
+from stress.checker._stream import BATCH_EVENTS, CUT_EVENTS, OutOfOrder, StreamCheck
 from stress.checker._types import Event
 
 SOURCE = Path(__file__).resolve().parent / "native" / "scan.c"
@@ -76,7 +76,7 @@ def library() -> ctypes.CDLL:
             raise NativeUnavailable(f"{path}: ABI {lib.mms_abi()}, expected {ABI}")
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         lib.mms_new.restype = ptr
-        lib.mms_new.argtypes = [i64] * 7
+        lib.mms_new.argtypes = [i64] * 8
         lib.mms_free.argtypes = [ptr]
         lib.mms_feed.restype = ctypes.c_int
         lib.mms_feed.argtypes = [ptr, ptr, i64, ctypes.c_int, ctypes.POINTER(i64)]
@@ -115,9 +115,14 @@ def header_length(path: Path) -> int:
     return len(first)
 
 
-def scan_file(path: Path, stream: StreamCheck, *, batch: int = BATCH_EVENTS) -> Scanned:
+def scan_file(
+    path: Path, stream: StreamCheck, *, batch: int = BATCH_EVENTS, cut_at: int = CUT_EVENTS
+) -> Scanned:
     """Check the history at ``path`` (its header read already, its params those of
-    ``stream``) through the fast scan; see the module docstring for what it raises."""
+    ``stream``) through the fast scan; see the module docstring for what it raises.
+    ``batch``: segments are judged once this many calls are queued; ``cut_at``: the calls
+    open at a candidate point before it looks for cuts (as `StreamCheck.point`; tests set
+    both small, so that each round is cut and judged before the next comes)."""
     lib = library()
     params = stream.params
     floor = max(params.dac_mmap_min_addr, params.mmap_min_addr)
@@ -125,7 +130,14 @@ def scan_file(path: Path, stream: StreamCheck, *, batch: int = BATCH_EVENTS) -> 
     if max(params.task_size, floor) >= 1 << 63:
         raise ScanUnsure("an address space beyond 2^63")
     handle = lib.mms_new(
-        params.page_size, floor, params.task_size, fixed, mm.MAP_GROWSDOWN, batch, KEY_BYTES
+        params.page_size,
+        floor,
+        params.task_size,
+        fixed,
+        mm.MAP_GROWSDOWN,
+        batch,
+        cut_at,
+        KEY_BYTES,
     )
     if not handle:
         raise ScanUnsure("out of memory")

@@ -228,9 +228,16 @@ def witness(model: MmModel, part: Sequence[Event], *, in_call_order: bool = Fals
     call that is illegal in turn may wait for a later-invoked call that is legal now and that
     no waiting call had to precede (real time, and program order: never a later call of a
     waiting call's task). True proves the part linearizable; False only means the search must
-    decide. ``in_call_order``: the part is sorted by call already (a `partition` part)."""
+    decide. ``in_call_order``: the part is sorted by call already (a `partition` part).
+
+    Program order is the engine's (`_search.time_order`): a task's calls invoked at one
+    instant go in order of return, so a call is never taken while a call of its task invoked
+    at that instant and returning earlier waits (malformed histories only: a task is
+    sequential); then no witness is claimed."""
     order = part if in_call_order else sorted(part, key=BY_CALL)
     n = len(order)
+    if len({e.call for e in order}) < n and _ties_out_of_program_order(order):
+        return False
     done = [False] * n
     state = model.init()
     step = model.stepper()
@@ -283,6 +290,28 @@ def witness(model: MmModel, part: Sequence[Event], *, in_call_order: bool = Fals
 
 
 _UNSEEN = object()
+_NEVER = 1 << 128
+
+
+def _ties_out_of_program_order(order: Sequence[Event]) -> bool:
+    """Do two calls of one task, invoked at one instant, stand in the order against their
+    program order (earlier return first, a pending one last)? The witness walks call order,
+    ties in the order given, so it could take them the wrong way round."""
+    k = 0
+    n = len(order)
+    while k < n:
+        j = k + 1
+        while j < n and order[j].call == order[k].call:
+            j += 1
+        if j - k > 1:
+            last: dict[Any, int] = {}
+            for e in order[k:j]:
+                ret = _NEVER if e.ret is None else e.ret
+                if last.get(e.task, -1) > ret:
+                    return True
+                last[e.task] = ret
+        k = j
+    return False
 
 
 class _Split(BaseModel):

@@ -209,6 +209,19 @@ def test_witness_promotes_a_later_winner() -> None:
     assert check(MODEL, events).verdict is Verdict.VIOLATION
 
 
+def test_witness_keeps_the_engines_program_order_for_calls_of_one_instant() -> None:
+    # one task, two calls invoked at one instant: program order takes the one that returned
+    # first first (`_search.time_order`), here the EEXIST with nothing mapped yet
+    events = [ev(0, nr(B), B, 10, 20), ev(0, nr(B), -mm.EEXIST, 10, 15)]
+    assert not witness(MODEL, events)
+    assert check(MODEL, events).verdict is Verdict.VIOLATION
+    assert check_events(PARAMS, events).verdict is Verdict.VIOLATION
+    # returned the other way round, the same lines are linearizable, and the witness says so
+    events = [ev(0, nr(B), B, 10, 15), ev(0, nr(B), -mm.EEXIST, 10, 20)]
+    assert witness(MODEL, events)
+    assert check_events(PARAMS, events).verdict is Verdict.OK
+
+
 def _stuck(events: list[Event]) -> str:
     result = check(MODEL, events)
     assert result.verdict is Verdict.VIOLATION and result.counterexample is not None

@@ -71,7 +71,8 @@ typedef struct {
 typedef struct {
     /* params */
     int64_t page, floor, task_size, fixed_flags, growsdown;
-    int64_t batch; /* queue this many calls before MMS_JUDGE */
+    int64_t batch;  /* queue this many calls before MMS_JUDGE */
+    int64_t cut_at; /* look for cuts at a candidate point once this many calls are open */
     /* the file */
     int64_t lineno, ops, rounds;
     int trailer;
@@ -106,7 +107,7 @@ int mms_abi(void) { return MMS_ABI; }
 static void vec_init(vec_t *v, size_t size) { memset(v, 0, sizeof *v); v->size = size; }
 
 scan_t *mms_new(int64_t page, int64_t floor, int64_t task_size, int64_t fixed_flags,
-                int64_t growsdown, int64_t batch, int64_t arena_bytes) {
+                int64_t growsdown, int64_t batch, int64_t cut_at, int64_t arena_bytes) {
     scan_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->page = page;
@@ -115,6 +116,7 @@ scan_t *mms_new(int64_t page, int64_t floor, int64_t task_size, int64_t fixed_fl
     s->fixed_flags = fixed_flags;
     s->growsdown = growsdown;
     s->batch = batch;
+    s->cut_at = cut_at;
     s->lineno = 1; /* the header */
     s->committed = -1;
     vec_init(&s->buf, sizeof(op_t));
@@ -800,7 +802,7 @@ static int fallback(scan_t *s, const char *why) {
 /* A candidate point (`StreamCheck.point`): cut when enough calls are open. */
 static int point(scan_t *s) {
     int64_t n = (int64_t)s->buf.n;
-    if (n < (s->retry_at > 2 ? s->retry_at : 2) || n < 4096) return 0;
+    if (n < (s->retry_at > 2 ? s->retry_at : 2) || n < s->cut_at) return 0;
     int first = cut(s, 1);
     if (first < 0) return -1;
     s->retry_at = first ? 0 : 2 * n;
